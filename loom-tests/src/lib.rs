@@ -1,0 +1,1 @@
+//! Loom models for quickslot live in `tests/`.
