@@ -1,0 +1,168 @@
+//! Errors of building a pool and of acquiring from it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why [`Pool::acquire`](crate::Pool::acquire) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// The manager failed to create a resource. Returned at once, not after
+    /// the deadline; the slot is freed for the next caller.
+    Create(E),
+    /// The deadline passed.
+    #[non_exhaustive]
+    Timeout {
+        /// What the acquire was doing when the deadline passed.
+        phase: TimeoutPhase,
+        /// The last error the manager returned to this acquire (a failed
+        /// recycle before a create that then hung, say), if any.
+        last_error: Option<E>,
+    },
+    /// The pool is closed.
+    Closed,
+}
+
+impl<E> Error<E> {
+    /// Whether this is a timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    /// The manager's error, if this error carries one.
+    pub fn manager_error(&self) -> Option<&E> {
+        match self {
+            Self::Create(e) => Some(e),
+            Self::Timeout { last_error, .. } => last_error.as_ref(),
+            Self::Closed => None,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Create(e) => write!(f, "creating a pooled resource failed: {e}"),
+            Self::Timeout {
+                phase,
+                last_error: Some(e),
+            } => write!(f, "timed out while {phase} (last error: {e})"),
+            Self::Timeout {
+                phase,
+                last_error: None,
+            } => write!(f, "timed out while {phase}"),
+            Self::Closed => f.write_str("the pool is closed"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.manager_error().map(|e| e as _)
+    }
+}
+
+/// The phase an acquire was in when its deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// Waiting for a resource or a free slot.
+    Wait,
+    /// Creating a resource (the acquire deadline or `create_timeout`).
+    Create,
+    /// Recycling an idle resource (the acquire deadline or
+    /// `recycle_timeout`).
+    Recycle,
+}
+
+impl fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Wait => "waiting for a resource",
+            Self::Create => "creating a resource",
+            Self::Recycle => "recycling a resource",
+        })
+    }
+}
+
+/// Why [`Pool::try_acquire`](crate::Pool::try_acquire) returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TryAcquireError {
+    /// The pool is closed.
+    Closed,
+    /// Other acquires are waiting; taking a resource would jump the line.
+    Busy,
+    /// No resource is idle, but the pool has room to create one, which
+    /// `try_acquire` never does (use `acquire`).
+    Empty,
+    /// Every slot is in use.
+    Exhausted,
+}
+
+impl fmt::Display for TryAcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Closed => "the pool is closed",
+            Self::Busy => "other acquires are waiting",
+            Self::Empty => "no idle resource (the pool could create one)",
+            Self::Exhausted => "every resource is in use",
+        })
+    }
+}
+
+impl std::error::Error for TryAcquireError {}
+
+/// A setting that [`Builder::build`](crate::Builder::build) rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `max_size` was 0.
+    ZeroMaxSize,
+    /// `max_size` was larger than the pool supports.
+    MaxSizeTooLarge {
+        /// The value given.
+        max_size: usize,
+        /// The largest supported value.
+        limit: usize,
+    },
+    /// A duration setting was zero.
+    ZeroDuration {
+        /// The setting's name, as the builder method is called.
+        setting: &'static str,
+    },
+    /// Two settings contradict each other.
+    Conflict {
+        /// The setting whose value is out of bounds.
+        setting: &'static str,
+        /// Its value.
+        value: Duration,
+        /// The setting it conflicts with.
+        other: &'static str,
+        /// That setting's value.
+        other_value: Duration,
+    },
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroMaxSize => f.write_str("max_size must be at least 1"),
+            Self::MaxSizeTooLarge { max_size, limit } => {
+                write!(f, "max_size {max_size} is above the limit of {limit}")
+            }
+            Self::ZeroDuration { setting } => write!(f, "{setting} must not be zero"),
+            Self::Conflict {
+                setting,
+                value,
+                other,
+                other_value,
+            } => write!(
+                f,
+                "{setting} ({value:?}) must not exceed {other} ({other_value:?})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}

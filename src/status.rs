@@ -1,0 +1,147 @@
+//! [`Status`]: a snapshot of a pool's gauges and cumulative counters.
+
+use std::time::Duration;
+
+use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Ordering};
+
+/// A snapshot of a pool, from [`Pool::status`](crate::Pool::status).
+///
+/// The gauges are read one after the other while the pool runs, so under
+/// load they are each exact but not necessarily from the same instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The configured maximum number of resources.
+    pub max_size: usize,
+    /// Live resources plus creates in flight.
+    pub size: usize,
+    /// Resources waiting in the pool.
+    pub idle: usize,
+    /// Resources checked out (`size - idle - creating`).
+    pub in_use: usize,
+    /// Creates in flight.
+    pub creating: usize,
+    /// Acquires waiting for a resource.
+    pub waiting: usize,
+    /// Acquires served without waiting.
+    pub acquired_immediately: u64,
+    /// Acquires served after waiting.
+    pub acquired_after_wait: u64,
+    /// Acquires that ended at their deadline.
+    pub timeouts: u64,
+    /// Resources created.
+    pub created: u64,
+    /// Creates that failed or timed out.
+    pub create_errors: u64,
+    /// Recycles that failed or timed out.
+    pub recycle_failures: u64,
+    /// Resources dropped by the pool, by reason.
+    pub discarded: Discarded,
+    /// Total time acquires spent waiting in line.
+    pub total_wait: Duration,
+}
+
+/// Resources the pool dropped or gave up, by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Discarded {
+    /// [`Manager::is_broken`](crate::Manager::is_broken) said so on return,
+    /// or the user called [`Pooled::discard`](crate::Pooled::discard).
+    pub broken: u64,
+    /// Past `max_lifetime` or `idle_timeout`.
+    pub expired: u64,
+    /// Recycle failed or timed out.
+    pub recycle_failed: u64,
+    /// Removed by [`Pool::retain`](crate::Pool::retain).
+    pub retained: u64,
+    /// Taken out for good by [`Pooled::detach`](crate::Pooled::detach).
+    pub detached: u64,
+    /// Dropped because the pool was closed.
+    pub closed: u64,
+    /// Held by an acquire that was cancelled while recycling it.
+    pub cancelled: u64,
+}
+
+/// Counter kinds, indexing [`Stats::cold`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counter {
+    AcquiredAfterWait,
+    Timeouts,
+    Created,
+    CreateErrors,
+    RecycleFailures,
+    Broken,
+    Expired,
+    RecycleFailed,
+    Retained,
+    Detached,
+    Cancelled,
+    WaitNanos,
+}
+
+const COLD: usize = Counter::WaitNanos as usize + 1;
+
+/// Cumulative statistics. Every access is Relaxed: these are pure
+/// statistics, never used to make a decision.
+#[derive(Debug)]
+pub(crate) struct Stats {
+    /// Bumped on every fast-path acquire: on its own cache line.
+    acquired_immediately: CachePadded<AtomicU64>,
+    /// Creates in flight (a gauge).
+    creating: CachePadded<AtomicUsize>,
+    /// Slow-path counters, together on their own lines.
+    cold: CachePadded<[AtomicU64; COLD]>,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        Self {
+            acquired_immediately: CachePadded::new(AtomicU64::new(0)),
+            creating: CachePadded::new(AtomicUsize::new(0)),
+            cold: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn acquired_immediately(&self) {
+        // Relaxed: statistics only.
+        self.acquired_immediately.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        // Relaxed: statistics only.
+        self.cold[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self, counter: Counter) -> u64 {
+        // Relaxed: statistics only.
+        self.cold[counter as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn creating(&self, delta: isize) {
+        // Relaxed: a gauge for reports only.
+        if delta >= 0 {
+            self.creating.fetch_add(delta as usize, Ordering::Relaxed);
+        } else {
+            self.creating.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot_into(&self, status: &mut Status) {
+        // Relaxed: statistics only.
+        status.acquired_immediately = self.acquired_immediately.load(Ordering::Relaxed);
+        status.creating = self.creating.load(Ordering::Relaxed);
+        status.acquired_after_wait = self.get(Counter::AcquiredAfterWait);
+        status.timeouts = self.get(Counter::Timeouts);
+        status.created = self.get(Counter::Created);
+        status.create_errors = self.get(Counter::CreateErrors);
+        status.recycle_failures = self.get(Counter::RecycleFailures);
+        status.discarded.broken = self.get(Counter::Broken);
+        status.discarded.expired = self.get(Counter::Expired);
+        status.discarded.recycle_failed = self.get(Counter::RecycleFailed);
+        status.discarded.retained = self.get(Counter::Retained);
+        status.discarded.detached = self.get(Counter::Detached);
+        status.discarded.cancelled = self.get(Counter::Cancelled);
+        status.total_wait = Duration::from_nanos(self.get(Counter::WaitNanos));
+    }
+}

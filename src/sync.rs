@@ -1,0 +1,125 @@
+//! The synchronisation facade: the only module that names atomics, `Arc`,
+//! cells, the idle queue and the waiter queue.
+//!
+//! Normal builds use `std`, `crossbeam-queue` and `event-listener`. Under
+//! `--cfg loom` the same names resolve to loom's atomics and cells and to
+//! loom-visible stand-ins for the crossbeam queues (a `loom::sync::Mutex`
+//! around a `VecDeque`, with the same methods), so the loom models in
+//! `loom-tests/` drive the real pool core. `event-listener` follows through
+//! its own `loom` feature, which the manifest enables under `cfg(loom)`.
+//!
+//! The stand-ins are only ever compiled under loom: the shipped acquire and
+//! release paths take no lock.
+
+pub(crate) use crossbeam_utils::CachePadded;
+pub(crate) use event_listener::{Event, EventListener};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{
+    atomic::{fence, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+    Arc,
+};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{
+    atomic::{fence, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+    Arc,
+};
+
+/// A cell whose exclusive access is guaranteed by a protocol, not by the
+/// type system. Under loom it is loom's `UnsafeCell`, which checks that the
+/// protocol really gives exclusive access in every explored interleaving.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// The std twin of `loom::cell::UnsafeCell`, with the same closure API.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Gives the closure a raw pointer to the contents. Dereferencing it is
+    /// the caller's `unsafe`, justified by the caller's protocol.
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Bounded lock-free MPMC queue holding idle resources (FIFO reuse order).
+#[cfg(not(loom))]
+pub(crate) use crossbeam_queue::ArrayQueue;
+
+/// Unbounded lock-free MPMC queue of waiter records, in arrival order.
+#[cfg(not(loom))]
+pub(crate) use crossbeam_queue::SegQueue;
+
+#[cfg(loom)]
+pub(crate) use loom_queues::{ArrayQueue, SegQueue};
+
+#[cfg(loom)]
+mod loom_queues {
+    //! Loom-visible stand-ins with the crossbeam method set the core uses.
+    use loom::sync::Mutex;
+    use std::collections::VecDeque;
+
+    #[derive(Debug)]
+    pub(crate) struct ArrayQueue<T> {
+        items: Mutex<VecDeque<T>>,
+        cap: usize,
+    }
+
+    impl<T> ArrayQueue<T> {
+        pub(crate) fn new(cap: usize) -> Self {
+            assert!(cap > 0, "capacity must be non-zero");
+            Self {
+                items: Mutex::new(VecDeque::with_capacity(cap)),
+                cap,
+            }
+        }
+        pub(crate) fn push(&self, value: T) -> Result<(), T> {
+            let mut q = self.items.lock().unwrap();
+            if q.len() == self.cap {
+                return Err(value);
+            }
+            q.push_back(value);
+            Ok(())
+        }
+        pub(crate) fn pop(&self) -> Option<T> {
+            self.items.lock().unwrap().pop_front()
+        }
+        pub(crate) fn len(&self) -> usize {
+            self.items.lock().unwrap().len()
+        }
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct SegQueue<T> {
+        items: Mutex<VecDeque<T>>,
+    }
+
+    impl<T> SegQueue<T> {
+        pub(crate) fn new() -> Self {
+            Self {
+                items: Mutex::new(VecDeque::new()),
+            }
+        }
+        pub(crate) fn push(&self, value: T) {
+            self.items.lock().unwrap().push_back(value);
+        }
+        pub(crate) fn pop(&self) -> Option<T> {
+            self.items.lock().unwrap().pop_front()
+        }
+        pub(crate) fn is_empty(&self) -> bool {
+            self.items.lock().unwrap().is_empty()
+        }
+        pub(crate) fn len(&self) -> usize {
+            self.items.lock().unwrap().len()
+        }
+    }
+}
