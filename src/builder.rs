@@ -176,9 +176,24 @@ fn validate(c: &Config) -> Result<(), BuildError> {
         }
     }
     let bounded = [
-        ("create_timeout", c.create_timeout, "acquire_timeout", c.acquire_timeout),
-        ("recycle_timeout", c.recycle_timeout, "acquire_timeout", c.acquire_timeout),
-        ("idle_timeout", c.idle_timeout, "max_lifetime", c.max_lifetime),
+        (
+            "create_timeout",
+            c.create_timeout,
+            "acquire_timeout",
+            c.acquire_timeout,
+        ),
+        (
+            "recycle_timeout",
+            c.recycle_timeout,
+            "acquire_timeout",
+            c.acquire_timeout,
+        ),
+        (
+            "idle_timeout",
+            c.idle_timeout,
+            "max_lifetime",
+            c.max_lifetime,
+        ),
     ];
     for (setting, value, other, other_value) in bounded {
         if let (Some(value), Some(other_value)) = (value, other_value) {

@@ -235,7 +235,9 @@ impl<T> Core<T> {
         }
         let mut live = Vec::new();
         for _ in 0..self.queue.len() {
-            let Some(waiter) = self.queue.pop() else { break };
+            let Some(waiter) = self.queue.pop() else {
+                break;
+            };
             if waiter.is_waiting() {
                 live.push(waiter);
             } else {

@@ -148,7 +148,10 @@ pub(crate) struct Stack<T> {
 
 impl<T> Stack<T> {
     fn new(capacity: usize) -> Self {
-        assert!(capacity < NIL as usize, "capacity is validated by the builder");
+        assert!(
+            capacity < NIL as usize,
+            "capacity is validated by the builder"
+        );
         Self {
             used: IndexStack::new(capacity, false),
             free: IndexStack::new(capacity, true),

@@ -294,9 +294,10 @@ impl<M: Manager> Pool<M> {
             shared.stats.add(Counter::AcquiredAfterWait, 1);
         }
         let waited = started.elapsed().as_nanos();
-        shared
-            .stats
-            .add(Counter::WaitNanos, u64::try_from(waited).unwrap_or(u64::MAX));
+        shared.stats.add(
+            Counter::WaitNanos,
+            u64::try_from(waited).unwrap_or(u64::MAX),
+        );
         result
     }
 

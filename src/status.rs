@@ -123,7 +123,8 @@ impl Stats {
         if delta >= 0 {
             self.creating.fetch_add(delta as usize, Ordering::Relaxed);
         } else {
-            self.creating.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+            self.creating
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
         }
     }
 
