@@ -1,1 +1,184 @@
-//! Loom models for quickslot live in `tests/`.
+//! Loom models for quickslot live in `tests/`; this library holds what they
+//! share: a loom-friendly [`Manager`](quickslot::Manager) whose resources
+//! carry an ownership marker and count their drops, and a runner that counts
+//! the interleavings each model explores.
+//!
+//! Everything here only exists under `--cfg loom`:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test -p loom-tests --release
+//! ```
+#![cfg(loom)]
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use quickslot::{Error, Manager, Pool, Pooled};
+
+/// What the models observe about the resources of one pool. Shared by the
+/// manager and every resource it made.
+#[derive(Debug, Default)]
+pub struct Probe {
+    attempts: AtomicUsize,
+    created: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl Probe {
+    /// Resources created so far.
+    pub fn created(&self) -> usize {
+        self.created.load(Ordering::SeqCst)
+    }
+
+    /// Resources dropped so far.
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+/// The error of a create the test manager was told to fail.
+#[derive(Debug)]
+pub struct CreateFailed;
+
+impl fmt::Display for CreateFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("scripted create failure")
+    }
+}
+
+impl std::error::Error for CreateFailed {}
+
+/// A pooled resource for the models.
+///
+/// `id` is its creation number (1, 2, ...). Its `owner` cell is written by
+/// every holder through loom's `UnsafeCell::with_mut` (see [`hold`]) and by
+/// its `Drop`: loom fails the model if two of those writes are not ordered
+/// by happens-before, that is if the pool ever lets two threads hold it at
+/// once or hands it over without synchronising.
+#[derive(Debug)]
+pub struct Res {
+    /// Creation number, from 1.
+    pub id: usize,
+    /// Set by the holder to make [`Manager::is_broken`] report it.
+    pub broken: bool,
+    owner: UnsafeCell<usize>,
+    probe: Arc<Probe>,
+}
+
+impl Res {
+    fn mark(&self, who: usize) {
+        // SAFETY: a plain write through loom's cell; loom checks that no
+        // other access to this cell is concurrent with it.
+        self.owner.with_mut(|owner| unsafe { *owner = who });
+    }
+}
+
+impl Drop for Res {
+    fn drop(&mut self) {
+        self.mark(usize::MAX);
+        let before = self.probe.dropped.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            before < self.probe.created.load(Ordering::SeqCst),
+            "more resources dropped than created"
+        );
+    }
+}
+
+/// Records that `who` now holds the resource (see [`Res`]).
+pub fn hold(guard: &Pooled<TestManager>, who: usize) {
+    guard.mark(who);
+}
+
+/// A manager whose first `fail_first` creates fail.
+#[derive(Debug)]
+pub struct TestManager {
+    probe: Arc<Probe>,
+    fail_first: usize,
+}
+
+impl Manager for TestManager {
+    type Resource = Res;
+    type Error = CreateFailed;
+
+    async fn create(&self) -> Result<Res, CreateFailed> {
+        let attempt = self.probe.attempts.fetch_add(1, Ordering::SeqCst);
+        if attempt < self.fail_first {
+            return Err(CreateFailed);
+        }
+        let id = self.probe.created.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Res {
+            id,
+            broken: false,
+            owner: UnsafeCell::new(0),
+            probe: self.probe.clone(),
+        })
+    }
+
+    fn is_broken(&self, resource: &mut Res) -> bool {
+        resource.broken
+    }
+}
+
+/// A pool of `max_size` with no acquire timeout (timers are not modelled;
+/// the models cancel by dropping futures), whose first `fail_first` creates
+/// fail.
+pub fn pool(max_size: usize, fail_first: usize) -> (Pool<TestManager>, Arc<Probe>) {
+    let probe = Arc::new(Probe::default());
+    let manager = TestManager {
+        probe: probe.clone(),
+        fail_first,
+    };
+    let pool = Pool::builder(manager)
+        .max_size(max_size)
+        .acquire_timeout(None)
+        .build()
+        .expect("valid configuration");
+    (pool, probe)
+}
+
+/// The result of an acquire.
+pub type Acquired = Result<Pooled<TestManager>, Error<CreateFailed>>;
+
+/// An acquire future that owns its pool handle, so it can be polled by
+/// hand, moved to another thread and dropped at a chosen point.
+pub type AcquireFuture = Pin<Box<dyn Future<Output = Acquired> + Send>>;
+
+/// Starts an acquire on (a clone of) `pool` without polling it.
+pub fn acquire_owned(pool: &Pool<TestManager>) -> AcquireFuture {
+    let pool = pool.clone();
+    Box::pin(async move { pool.acquire().await })
+}
+
+/// Polls `fut` once with a waker that does nothing.
+pub fn poll_once(fut: &mut AcquireFuture) -> Poll<Acquired> {
+    fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Acquires on the current loom thread, blocking it until served.
+pub fn acquire(pool: &Pool<TestManager>) -> Acquired {
+    loom::future::block_on(pool.acquire())
+}
+
+/// Runs `model` under loom (bounds from the `LOOM_*` environment variables)
+/// and prints how many interleavings it explored and how long it took.
+pub fn check(name: &str, model: impl Fn() + Sync + Send + 'static) {
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    let started = Instant::now();
+    loom::model::Builder::new().check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        model();
+    });
+    eprintln!(
+        "loom {name}: {} interleavings in {:.1?}",
+        count.load(std::sync::atomic::Ordering::Relaxed),
+        started.elapsed()
+    );
+}

@@ -1,0 +1,316 @@
+//! Loom models of the pool core, driven through the public API.
+//!
+//! Each model is at most three spawned threads over a pool of one or two
+//! resources. Every resource carries a loom `UnsafeCell` ownership marker
+//! written by each holder (two holders at once, or a hand-off without
+//! happens-before, fail the model) and counts its drops; a waiter that is
+//! never served leaves its thread blocked, which loom reports as a deadlock.
+//! Each model ends by checking the pool's gauges and counters.
+//!
+//! Run with `scripts/loom` (all models, then the seeded-bug check).
+#![cfg(loom)]
+
+use std::task::Poll;
+
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use loom_tests::{acquire, acquire_owned, check, hold, poll_once, pool};
+use quickslot::{Error, TryAcquireError};
+
+/// Model 1, no lost wake-up: one resource, a holder that releases it and a
+/// waiter that arrives at any point around that release. The waiter always
+/// completes, the resource is never held twice, and afterwards it is idle
+/// with exact counts.
+#[test]
+fn m1_holder_and_waiter() {
+    check("m1_holder_and_waiter", || {
+        let (pool, probe) = pool(1, 0);
+        let a = acquire(&pool).unwrap();
+        hold(&a, 1);
+        let holder = thread::spawn(move || {
+            hold(&a, 2);
+            drop(a);
+        });
+        let p = pool.clone();
+        let waiter = thread::spawn(move || {
+            let b = acquire(&p).unwrap();
+            hold(&b, 3);
+            assert_eq!(b.id, 1);
+        });
+        holder.join().unwrap();
+        waiter.join().unwrap();
+
+        let s = pool.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
+        assert_eq!(s.acquired_immediately + s.acquired_after_wait, 2);
+        assert_eq!((probe.created(), probe.dropped()), (1, 0));
+        drop(pool);
+        assert_eq!(probe.dropped(), 1);
+    });
+}
+
+/// Model 2, one notification per freed resource: two resources held, two
+/// waiters, and two quick releases from the same thread. Both waiters
+/// complete (a release never wakes one waiter for two resources, or wakes
+/// the same one twice), and both resources end idle.
+#[test]
+fn m2_two_waiters_two_releases() {
+    check("m2_two_waiters_two_releases", || {
+        let (pool, probe) = pool(2, 0);
+        let a = acquire(&pool).unwrap();
+        let b = acquire(&pool).unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|i| {
+                let p = pool.clone();
+                thread::spawn(move || {
+                    let r = acquire(&p).unwrap();
+                    hold(&r, 10 + i);
+                })
+            })
+            .collect();
+        hold(&a, 1);
+        hold(&b, 2);
+        drop(a);
+        drop(b);
+        for w in waiters {
+            w.join().unwrap();
+        }
+
+        let s = pool.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (2, 2, 0, 0));
+        assert_eq!(s.acquired_immediately + s.acquired_after_wait, 4);
+        assert_eq!((probe.created(), probe.dropped()), (2, 0));
+        drop(pool);
+        assert_eq!(probe.dropped(), 2);
+    });
+}
+
+/// Model 3, a granted waiter that goes away passes its grant on: the first
+/// waiter is queued and granted the only resource, then its future is
+/// dropped before it runs again, while a second waiter arrives at any
+/// point. The second waiter always completes, and the resource ends idle
+/// with exact counts (it is neither dropped nor counted twice).
+#[test]
+fn m3_granted_waiter_dropped() {
+    check("m3_granted_waiter_dropped", || {
+        let (pool, probe) = pool(1, 0);
+        let a = acquire(&pool).unwrap();
+        let mut first = acquire_owned(&pool);
+        assert!(poll_once(&mut first).is_pending());
+        let p = pool.clone();
+        let second = thread::spawn(move || {
+            let r = acquire(&p).unwrap();
+            hold(&r, 2);
+        });
+        hold(&a, 1);
+        // The first waiter is at the head of the line: this grants it.
+        drop(a);
+        // Dropped before it looks at its grant.
+        drop(first);
+        second.join().unwrap();
+
+        let s = pool.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
+        assert_eq!(s.acquired_immediately + s.acquired_after_wait, 2);
+        assert_eq!((probe.created(), probe.dropped()), (1, 0));
+        drop(pool);
+        assert_eq!(probe.dropped(), 1);
+    });
+}
+
+/// Model 4, cancel racing a grant: a queued waiter's future is dropped while
+/// another thread releases the only resource to it. Whichever side wins the
+/// record's state, the resource has exactly one owner afterwards: it is
+/// idle, the next acquire gets it at once, and nothing was dropped.
+#[test]
+fn m4_cancel_racing_grant() {
+    check("m4_cancel_racing_grant", || {
+        let (pool, probe) = pool(1, 0);
+        let a = acquire(&pool).unwrap();
+        let mut waiter = acquire_owned(&pool);
+        assert!(poll_once(&mut waiter).is_pending());
+        let releaser = thread::spawn(move || {
+            hold(&a, 1);
+            drop(a);
+        });
+        drop(waiter);
+        releaser.join().unwrap();
+
+        let s = pool.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
+        assert_eq!((probe.created(), probe.dropped()), (1, 0));
+        let again = pool.try_acquire().expect("the resource is idle");
+        hold(&again, 2);
+        assert_eq!(again.id, 1);
+        drop(again);
+        drop(pool);
+        assert_eq!(probe.dropped(), 1);
+    });
+}
+
+/// Model 5, a failed create frees its slot: in a pool of one whose first
+/// create fails, two acquires race. Whichever creates first gets the error
+/// at once; the other (possibly already waiting) is handed the freed slot,
+/// creates, and completes. Counts are exact.
+#[test]
+fn m5_failed_create_frees_slot() {
+    check("m5_failed_create_frees_slot", || {
+        let (pool, probe) = pool(1, 1);
+        let tasks: Vec<_> = (0..2)
+            .map(|i| {
+                let p = pool.clone();
+                thread::spawn(move || match acquire(&p) {
+                    Ok(r) => {
+                        hold(&r, i + 1);
+                        true
+                    }
+                    Err(Error::Create(_)) => false,
+                    Err(e) => panic!("unexpected {e}"),
+                })
+            })
+            .collect();
+        let served: Vec<bool> = tasks.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(served.iter().filter(|ok| **ok).count(), 1, "{served:?}");
+
+        let s = pool.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
+        assert_eq!((s.created, s.create_errors), (1, 1));
+        assert_eq!((probe.created(), probe.dropped()), (1, 0));
+        drop(pool);
+        assert_eq!(probe.dropped(), 1);
+    });
+}
+
+/// Model 6, close racing waiters and a release: two waiters queue for the
+/// only resource while one thread closes the pool and the holder returns
+/// it. Every waiter ends, with the resource or with `Closed`; the resource
+/// is dropped exactly once, by the pool, and the pool ends empty.
+#[test]
+fn m6_close_racing_waiters_and_release() {
+    check("m6_close_racing_waiters_and_release", || {
+        let (pool, probe) = pool(1, 0);
+        let a = acquire(&pool).unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|i| {
+                let p = pool.clone();
+                thread::spawn(move || match acquire(&p) {
+                    Ok(r) => {
+                        hold(&r, 10 + i);
+                        true
+                    }
+                    Err(Error::Closed) => false,
+                    Err(e) => panic!("unexpected {e}"),
+                })
+            })
+            .collect();
+        let p = pool.clone();
+        let closer = thread::spawn(move || p.close());
+        hold(&a, 1);
+        drop(a);
+        for w in waiters {
+            w.join().unwrap();
+        }
+        closer.join().unwrap();
+
+        let s = pool.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (0, 0, 0, 0));
+        assert_eq!(s.discarded.closed, 1);
+        assert_eq!((probe.created(), probe.dropped()), (1, 1));
+        assert!(matches!(pool.try_acquire(), Err(TryAcquireError::Closed)));
+        drop(pool);
+        assert_eq!(probe.dropped(), 1);
+    });
+}
+
+/// Model 7, `try_acquire` never jumps the line: one thread releases the only
+/// resource while a waiter queues for it and a third thread calls
+/// `try_acquire`. If the waiter was queued before `try_acquire` started,
+/// `try_acquire` only gets the resource after the waiter was served (and
+/// gave it back); the waiter always completes, the resource is never held
+/// twice, and it ends idle.
+#[test]
+fn m7_try_acquire_racing_acquire_and_release() {
+    check("m7_try_acquire_racing_acquire_and_release", || {
+        let (pool, probe) = pool(1, 0);
+        let a = acquire(&pool).unwrap();
+        let registered = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicBool::new(false));
+        let releaser = thread::spawn(move || {
+            hold(&a, 1);
+            drop(a);
+        });
+        let p = pool.clone();
+        let (flag, done) = (registered.clone(), served.clone());
+        let waiter = thread::spawn(move || {
+            let mut fut = acquire_owned(&p);
+            let r = match poll_once(&mut fut) {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    flag.store(true, Ordering::SeqCst);
+                    loom::future::block_on(fut)
+                }
+            };
+            let r = r.unwrap();
+            done.store(true, Ordering::SeqCst);
+            hold(&r, 2);
+        });
+        let p = pool.clone();
+        let (flag, done) = (registered.clone(), served.clone());
+        let trier = thread::spawn(move || {
+            let queued_before = flag.load(Ordering::SeqCst);
+            match p.try_acquire() {
+                Ok(r) => {
+                    hold(&r, 3);
+                    assert!(
+                        !queued_before || done.load(Ordering::SeqCst),
+                        "try_acquire took the resource a queued waiter was waiting for"
+                    );
+                }
+                Err(TryAcquireError::Busy | TryAcquireError::Exhausted) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        });
+        releaser.join().unwrap();
+        waiter.join().unwrap();
+        trier.join().unwrap();
+
+        let s = pool.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
+        assert_eq!((probe.created(), probe.dropped()), (1, 0));
+        drop(pool);
+        assert_eq!(probe.dropped(), 1);
+    });
+}
+
+/// Model 8, a broken resource frees its slot for a waiter: the holder marks
+/// the only resource broken and returns it while a waiter queues. The
+/// waiter always completes with a freshly created resource; the broken one
+/// is dropped exactly once and counts are exact.
+#[test]
+fn m8_broken_on_return_racing_waiter() {
+    check("m8_broken_on_return_racing_waiter", || {
+        let (pool, probe) = pool(1, 0);
+        let mut a = acquire(&pool).unwrap();
+        a.broken = true;
+        let releaser = thread::spawn(move || {
+            hold(&a, 1);
+            drop(a);
+        });
+        let p = pool.clone();
+        let waiter = thread::spawn(move || {
+            let r = acquire(&p).unwrap();
+            hold(&r, 2);
+            assert_eq!(r.id, 2, "the waiter got the broken resource");
+        });
+        releaser.join().unwrap();
+        waiter.join().unwrap();
+
+        let s = pool.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
+        assert_eq!((s.created, s.discarded.broken), (2, 1));
+        assert_eq!((probe.created(), probe.dropped()), (2, 1));
+        drop(pool);
+        assert_eq!(probe.dropped(), 2);
+    });
+}
