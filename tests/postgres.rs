@@ -234,7 +234,11 @@ async fn dropped_transaction_never_leaks_in_any_mode() {
         drop(client);
 
         let client = pool.acquire().await.expect("reacquire");
-        assert_eq!(backend_pid(&client).await, pid, "{method:?}: connection kept");
+        assert_eq!(
+            backend_pid(&client).await,
+            pid,
+            "{method:?}: connection kept"
+        );
         assert!(!in_transaction(&client).await.expect("state"), "{method:?}");
         assert_eq!(count(&client, &table).await, 0, "{method:?}");
         drop(client);
@@ -396,10 +400,7 @@ async fn verified_skips_the_check_within_its_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_resets_session_state_but_keeps_cached_statements() {
     let url = url_or_skip!();
-    let pool = pool_with(
-        manager(&url).recycling_method(RecyclingMethod::Clean),
-        1,
-    );
+    let pool = pool_with(manager(&url).recycling_method(RecyclingMethod::Clean), 1);
     let client = pool.acquire().await.expect("acquire");
     let pid = backend_pid(&client).await;
     let default_path: String = client
@@ -471,7 +472,10 @@ async fn clean_resets_session_state_but_keeps_cached_statements() {
         .get(0);
     assert_eq!(channels, 0);
     let cursors: i64 = client
-        .query_one("SELECT count(*) FROM pg_cursors WHERE name = 'qs_cursor'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_cursors WHERE name = 'qs_cursor'",
+            &[],
+        )
         .await
         .expect("cursors")
         .get(0);
@@ -646,7 +650,10 @@ async fn clear_statement_caches_reaches_every_connection() {
     for c in [&a, &b] {
         c.prepare_cached("SELECT 2").await.expect("prepare");
     }
-    assert_eq!(pool.manager().statement_cache_stats().misses, misses_before + 2);
+    assert_eq!(
+        pool.manager().statement_cache_stats().misses,
+        misses_before + 2
+    );
     // Through the explicit per-connection call too.
     a.clear_statement_cache();
     assert_eq!(a.statement_cache_stats().len, 0);
@@ -676,7 +683,11 @@ async fn after_connect_hooks_run_on_every_new_connection() {
     let a = pool.acquire().await.expect("a");
     let b = pool.acquire().await.expect("b");
     for c in [&a, &b] {
-        let path: String = c.query_one("SHOW search_path", &[]).await.expect("show").get(0);
+        let path: String = c
+            .query_one("SHOW search_path", &[])
+            .await
+            .expect("show")
+            .get(0);
         assert_eq!(path, "qs_hook_schema, public");
     }
     drop((a, b));
@@ -687,7 +698,10 @@ async fn after_connect_hooks_run_on_every_new_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_after_connect_hook_is_a_typed_create_error() {
     let url = url_or_skip!();
-    let pool = pool_with(manager(&url).after_connect_sql("SELECT qs_no_such_function()"), 2);
+    let pool = pool_with(
+        manager(&url).after_connect_sql("SELECT qs_no_such_function()"),
+        2,
+    );
     let started = Instant::now();
     match pool.acquire().await {
         Err(Error::Create(PgError::AfterConnect(e))) => {
@@ -794,7 +808,11 @@ async fn multi_host_config_fails_over_to_a_live_host() {
     );
     let pool = pool_with(manager(&multi), 2);
     let client = pool.acquire().await.expect("failover to the second host");
-    let one: i32 = client.query_one("SELECT 1", &[]).await.expect("query").get(0);
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("query")
+        .get(0);
     assert_eq!(one, 1);
     drop(client);
 
@@ -842,7 +860,10 @@ async fn terminated_backends_are_replaced_and_counts_stay_right() {
         for _ in 0..4 {
             let c = pool.acquire().await.expect("fresh connection");
             let pid = backend_pid(&c).await;
-            assert!(!pids.contains(&pid), "{method:?}: got a terminated connection");
+            assert!(
+                !pids.contains(&pid),
+                "{method:?}: got a terminated connection"
+            );
             held.push(c);
         }
         let status = pool.status();
@@ -879,7 +900,11 @@ async fn terminated_backends_are_replaced_and_counts_stay_right() {
         assert_eq!(status.size, 3, "{status:?}");
         drop(held);
         let status = pool.status();
-        assert_eq!((status.size, status.idle, status.in_use), (3, 3, 0), "{status:?}");
+        assert_eq!(
+            (status.size, status.idle, status.in_use),
+            (3, 3, 0),
+            "{status:?}"
+        );
     }
 }
 
@@ -924,7 +949,11 @@ async fn statement_timeout_passes_through_and_the_connection_stays_usable() {
         .expect("db error")
         .message()
         .contains("statement timeout"));
-    let one: i32 = client.query_one("SELECT 1", &[]).await.expect("usable").get(0);
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("usable")
+        .get(0);
     assert_eq!(one, 1);
     drop(client);
     let client = pool.acquire().await.expect("reacquire");
@@ -971,8 +1000,8 @@ async fn config_from_pg_environment_connects() {
     };
     let port = server_port(&url).to_string();
     let user = config.get_user().expect("user").to_owned();
-    let password = String::from_utf8(config.get_password().expect("password").to_vec())
-        .expect("utf-8");
+    let password =
+        String::from_utf8(config.get_password().expect("password").to_vec()).expect("utf-8");
     let db = config.get_dbname().unwrap_or(&user).to_owned();
     let env = std::collections::HashMap::from([
         ("PGHOST", host),
@@ -994,7 +1023,11 @@ async fn config_from_pg_environment_connects() {
         .expect("show")
         .get(0);
     assert_eq!(app, "quickslot-env-test");
-    let mem: String = client.query_one("SHOW work_mem", &[]).await.expect("show").get(0);
+    let mem: String = client
+        .query_one("SHOW work_mem", &[])
+        .await
+        .expect("show")
+        .get(0);
     assert_eq!(mem, "5MB");
 }
 

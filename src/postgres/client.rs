@@ -160,7 +160,14 @@ impl Client {
         query: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, tokio_postgres::Error> {
-        run_cached(&self.client, &self.statements, query, QueryOne(params), true).await
+        run_cached(
+            &self.client,
+            &self.statements,
+            query,
+            QueryOne(params),
+            true,
+        )
+        .await
     }
 
     /// Like [`query_cached`](Self::query_cached), expecting zero or one row.
@@ -178,7 +185,14 @@ impl Client {
         query: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        run_cached(&self.client, &self.statements, query, QueryOpt(params), true).await
+        run_cached(
+            &self.client,
+            &self.statements,
+            query,
+            QueryOpt(params),
+            true,
+        )
+        .await
     }
 
     /// Runs a statement through the statement cache and returns the number of
@@ -530,7 +544,9 @@ pub(crate) fn is_stale_plan(e: &tokio_postgres::Error) -> bool {
         Some(db) => {
             db.code() == &SqlState::FEATURE_NOT_SUPPORTED
                 && (db.routine() == Some("RevalidateCachedQuery")
-                    || db.message().contains("cached plan must not change result type"))
+                    || db
+                        .message()
+                        .contains("cached plan must not change result type"))
         }
         None => false,
     }

@@ -48,7 +48,10 @@ impl fmt::Display for ConfigError {
                 Ok(())
             }
             ConfigError::InvalidEnv { var, value, reason } => {
-                write!(f, "invalid value {value:?} in environment variable {var}: {reason}")
+                write!(
+                    f,
+                    "invalid value {value:?} in environment variable {var}: {reason}"
+                )
             }
             ConfigError::NotUnicode { var } => {
                 write!(f, "environment variable {var} is not valid UTF-8")
