@@ -92,10 +92,15 @@ impl<T> Waiter<T> {
         // Release: publishes the cell write to the waiter's Acquire load in
         // `poll`/`cancel`. Acquire on failure: nothing to read, but keeps the
         // failure path ordered after the waiter's CANCELLED store.
-        match self
-            .state
-            .compare_exchange(WAITING, GRANTED, Ordering::AcqRel, Ordering::Acquire)
-        {
+        #[cfg(not(quickslot_bug = "relaxed_handoff"))]
+        let published =
+            self.state
+                .compare_exchange(WAITING, GRANTED, Ordering::AcqRel, Ordering::Acquire);
+        #[cfg(quickslot_bug = "relaxed_handoff")]
+        let published =
+            self.state
+                .compare_exchange(WAITING, GRANTED, Ordering::Relaxed, Ordering::Acquire);
+        match published {
             Ok(_) => {
                 // One notification for the one listener of this record.
                 // event-listener's notify synchronises with the listener's
