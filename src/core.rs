@@ -261,69 +261,102 @@ impl<T> Core<T> {
     // ----- release side -----
 
     /// Returns a resource or a slot: to the oldest waiter, else to the pool.
+    #[inline]
     pub(crate) fn release(&self, mut grant: Grant<T>) {
         loop {
-            if self.is_closed() {
-                self.discard_closed(grant);
-                return;
-            }
             // SeqCst: pairs with `register`; a stale zero is caught by the
             // re-check after parking.
             if self.waiters.load(Ordering::SeqCst) != 0 {
-                while let Some(waiter) = self.queue.pop() {
-                    match waiter.offer(grant) {
-                        Ok(()) => {
-                            // SeqCst: the granted record stops counting.
-                            self.waiters.fetch_sub(1, Ordering::SeqCst);
-                            return;
-                        }
-                        Err(back) => {
-                            grant = back;
-                            // Relaxed: heuristic count.
-                            self.stale.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
+                match self.hand_to_waiter(grant) {
+                    Ok(()) => return,
+                    Err(back) => grant = back,
                 }
             }
-            match grant {
-                Grant::Item(item) => {
-                    if let Err(item) = self.idle.push(item) {
-                        // The store holds max_size items and every item owns
-                        // a slot, so this cannot happen; if it ever did,
-                        // dropping the item and its slot keeps counts exact.
-                        drop(item);
-                        // SeqCst: as in `try_grow`.
-                        self.state.fetch_sub(1, Ordering::SeqCst);
-                    }
-                }
-                // SeqCst: as in `try_grow`.
-                Grant::Slot => {
-                    self.state.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
+            self.park(grant);
             // SeqCst fence: pairs with the fence in `recheck` (see the module
             // docs) and with the one in `close`.
             #[cfg(not(quickslot_bug = "no_release_fence"))]
             fence(Ordering::SeqCst);
-            if self.is_closed() {
-                self.drain_idle_closed();
-                return;
+            match self.reclaim() {
+                Some(again) => grant = again,
+                None => return,
             }
-            // SeqCst: see above. An empty queue with a non-zero count means
-            // the registering waiter has not queued yet (its own re-check
-            // will see what we parked) or another releaser holds its record
-            // (and serves it).
-            if self.waiters.load(Ordering::SeqCst) == 0 || self.queue.is_empty() {
-                return;
+        }
+    }
+
+    /// Offers `grant` to queued waiters, oldest first.
+    #[cold]
+    fn hand_to_waiter(&self, mut grant: Grant<T>) -> Result<(), Grant<T>> {
+        while let Some(waiter) = self.queue.pop() {
+            match waiter.offer(grant) {
+                Ok(()) => {
+                    // SeqCst: the granted record stops counting (see
+                    // `register`).
+                    self.waiters.fetch_sub(1, Ordering::SeqCst);
+                    return Ok(());
+                }
+                Err(back) => {
+                    grant = back;
+                    // Relaxed: heuristic count.
+                    self.stale.fetch_sub(1, Ordering::Relaxed);
+                }
             }
-            grant = if let Some(item) = self.idle.pop() {
-                Grant::Item(item)
-            } else if self.try_grow().is_ok() {
-                Grant::Slot
-            } else {
-                // Someone else took it; the waiters are theirs to serve.
-                return;
-            };
+        }
+        Err(grant)
+    }
+
+    /// Puts a grant back: an item into the idle store, a slot off the size.
+    #[inline]
+    fn park(&self, grant: Grant<T>) {
+        match grant {
+            Grant::Item(item) => {
+                if let Err(item) = self.idle.push(item) {
+                    // The store holds max_size items and every item owns a
+                    // slot, so this cannot happen; if it ever did, dropping
+                    // the item and its slot keeps the counts exact.
+                    drop(item);
+                    // SeqCst: as in `try_grow`.
+                    self.state.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            Grant::Slot => {
+                // SeqCst: as in `try_grow`.
+                self.state.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// After parking and the fence: whether a waiter registered meanwhile
+    /// (then take something back to hand over) or the pool closed.
+    #[inline]
+    fn reclaim(&self) -> Option<Grant<T>> {
+        // SeqCst: both loads are ordered after the fence in `release`.
+        let closed = self.state.load(Ordering::SeqCst) & CLOSED != 0;
+        if !closed && self.waiters.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        self.reclaim_slow(closed)
+    }
+
+    #[cold]
+    fn reclaim_slow(&self, closed: bool) -> Option<Grant<T>> {
+        if closed {
+            self.drain_idle_closed();
+            return None;
+        }
+        // An empty queue with a non-zero count means the registering waiter
+        // has not queued yet (its own re-check will see what we parked) or
+        // another releaser holds its record (and serves it).
+        if self.queue.is_empty() {
+            return None;
+        }
+        if let Some(item) = self.idle.pop() {
+            Some(Grant::Item(item))
+        } else if self.try_grow().is_ok() {
+            Some(Grant::Slot)
+        } else {
+            // Someone else took it; the waiters are theirs to serve.
+            None
         }
     }
 

@@ -43,6 +43,9 @@
 mod builder;
 mod core;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod handoff;
 mod idle;

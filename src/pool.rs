@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -18,8 +18,15 @@ use crate::status::{Counter, Stats, Status};
 use crate::sync::Arc;
 
 /// A resource with its bookkeeping, as it sits in the pool.
+///
+/// Boxed once at creation: the idle queue and the hand-off then move one
+/// pointer, whatever the size of the resource (measured: an `ArrayQueue` of
+/// 56-byte items cycles 2.6 times slower than one of pointers).
+pub(crate) type Entry<R> = Box<Slot<R>>;
+
+/// The contents of an [`Entry`].
 #[derive(Debug)]
-pub(crate) struct Entry<R> {
+pub(crate) struct Slot<R> {
     pub(crate) resource: R,
     pub(crate) info: ResourceInfo,
 }
@@ -75,13 +82,6 @@ impl<M: Manager> Clone for Pool<M> {
     }
 }
 
-/// What an acquire did so far, read when its deadline passes.
-struct Progress<E> {
-    phase: TimeoutPhase,
-    last_error: Option<E>,
-    waited: bool,
-}
-
 impl<M: Manager> Pool<M> {
     /// Starts building a pool around `manager`.
     pub fn builder(manager: M) -> Builder<M> {
@@ -133,9 +133,8 @@ impl<M: Manager> Pool<M> {
     /// next waiter), a create in flight is dropped and its slot freed, and a
     /// resource being recycled is dropped (its state is unknown) and its
     /// slot freed.
-    pub async fn acquire(&self) -> Result<Pooled<M>, Error<M::Error>> {
+    pub fn acquire(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         self.acquire_within(self.shared.config.acquire_timeout)
-            .await
     }
 
     /// [`acquire`](Self::acquire) with this deadline instead of the
@@ -152,107 +151,121 @@ impl<M: Manager> Pool<M> {
     /// # Cancel safety
     ///
     /// As [`acquire`](Self::acquire).
-    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Pooled<M>, Error<M::Error>> {
-        self.acquire_within(Some(timeout)).await
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
+        self.acquire_within(Some(timeout))
     }
 
     async fn acquire_within(
         &self,
         timeout: Option<Duration>,
     ) -> Result<Pooled<M>, Error<M::Error>> {
-        let mut progress = Progress {
-            phase: TimeoutPhase::Wait,
-            last_error: None,
-            waited: false,
+        let shared = &*self.shared;
+        // The slow parts (waiting, creating) are boxed, so the future stays
+        // small and the fast path moves few bytes; they allocate only when
+        // they run. The deadline arms a timer only when something waits.
+        let mut deadline = Deadline::new(timeout);
+        let mut last_error = None;
+        let mut waited = false;
+        let mut grant = match shared.core.try_acquire() {
+            Ok(grant) => grant,
+            Err(Busy::Closed) => return Err(Error::Closed),
+            Err(Busy::Full) => {
+                waited = true;
+                match deadline.run(Box::pin(self.wait())).await {
+                    Some(grant) => grant?,
+                    None => return Err(self.timed_out(TimeoutPhase::Wait, None)),
+                }
+            }
         };
-        let outcome = with_lazy_deadline(self.acquire_steps(&mut progress), timeout).await;
-        match outcome {
-            Some(result) => result,
-            None => {
-                self.shared.stats.add(Counter::Timeouts, 1);
-                Err(Error::Timeout {
-                    phase: progress.phase,
-                    last_error: progress.last_error,
-                })
+        // From here on this acquire owns a slot; `slot` gives it back (to the
+        // next waiter, who may create with it) if the future is dropped or
+        // fails. A resource held meanwhile is a local and drops with it.
+        let mut slot = SlotGuard {
+            shared,
+            armed: true,
+            recycling: false,
+        };
+        loop {
+            match grant {
+                Grant::Item(mut entry) => {
+                    if shared.expired(&entry.info) {
+                        shared.stats.add(Counter::Expired, 1);
+                        drop(entry);
+                        grant = Grant::Slot;
+                        continue;
+                    }
+                    // Dropped while recycling (cancelled, or the deadline
+                    // passed), the resource is in an unknown state: it drops
+                    // with `entry` and `slot` frees its slot.
+                    slot.recycling = true;
+                    let recycled = {
+                        let fut = shared.manager.recycle(&mut entry.resource, &entry.info);
+                        let mut fut = pin!(fut);
+                        // Poll once without any timer: most recycles finish
+                        // at once.
+                        match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+                            Poll::Ready(result) => Some(result.map_err(Some)),
+                            Poll::Pending => {
+                                let mut inner = Deadline::new(shared.config.recycle_timeout);
+                                deadline
+                                    .run(async {
+                                        match inner.run(fut).await {
+                                            Some(result) => result.map_err(Some),
+                                            None => Err(None),
+                                        }
+                                    })
+                                    .await
+                            }
+                        }
+                    };
+                    slot.recycling = false;
+                    match recycled {
+                        Some(Ok(())) => {
+                            slot.armed = false;
+                            return Ok(self.checked_out(entry, waited));
+                        }
+                        Some(Err(e)) => {
+                            shared.stats.add(Counter::RecycleFailures, 1);
+                            shared.stats.add(Counter::RecycleFailed, 1);
+                            last_error = e.or(last_error);
+                            drop(entry);
+                            grant = Grant::Slot;
+                        }
+                        None => {
+                            shared.stats.add(Counter::Cancelled, 1);
+                            drop(entry);
+                            drop(slot);
+                            return Err(self.timed_out(TimeoutPhase::Recycle, last_error));
+                        }
+                    }
+                }
+                Grant::Slot => {
+                    if shared.core.is_closed() {
+                        return Err(Error::Closed);
+                    }
+                    return match deadline.run(Box::pin(shared.create())).await {
+                        Some(Ok(entry)) => {
+                            slot.armed = false;
+                            Ok(self.checked_out(entry, waited))
+                        }
+                        Some(Err(Some(e))) => Err(Error::Create(e)),
+                        Some(Err(None)) => Err(Error::Timeout {
+                            phase: TimeoutPhase::Create,
+                            last_error,
+                        }),
+                        None => Err(self.timed_out(TimeoutPhase::Create, last_error)),
+                    };
+                }
             }
         }
     }
 
-    async fn acquire_steps(
-        &self,
-        progress: &mut Progress<M::Error>,
-    ) -> Result<Pooled<M>, Error<M::Error>> {
-        let shared = &*self.shared;
-        let grant = match shared.core.try_acquire() {
-            Ok(grant) => grant,
-            Err(Busy::Closed) => return Err(Error::Closed),
-            Err(Busy::Full) => {
-                progress.waited = true;
-                self.wait().await?
-            }
-        };
-        // From here on we own a slot: `held` gives it back if this future is
-        // dropped or fails.
-        let mut held = Held {
-            shared,
-            grant: Some(grant),
-            recycling: false,
-        };
-        loop {
-            match held.grant.take() {
-                Some(Grant::Item(mut entry)) => {
-                    if shared.expired(&entry.info) {
-                        shared.stats.add(Counter::Expired, 1);
-                        drop(entry);
-                        held.grant = Some(Grant::Slot);
-                        continue;
-                    }
-                    progress.phase = TimeoutPhase::Recycle;
-                    let recycled = {
-                        // While recycling, the entry lives in this future; a
-                        // drop here drops the resource and `held` frees the
-                        // slot (counted as cancelled).
-                        held.recycling = true;
-                        let r = shared.recycle(&mut entry).await;
-                        held.recycling = false;
-                        r
-                    };
-                    match recycled {
-                        Ok(()) => {
-                            return Ok(self.checked_out(held.finish(entry), progress.waited));
-                        }
-                        Err(e) => {
-                            shared.stats.add(Counter::RecycleFailures, 1);
-                            shared.stats.add(Counter::RecycleFailed, 1);
-                            if let Some(e) = e {
-                                progress.last_error = Some(e);
-                            }
-                            drop(entry);
-                            held.grant = Some(Grant::Slot);
-                        }
-                    }
-                }
-                Some(Grant::Slot) => {
-                    if shared.core.is_closed() {
-                        return Err(Error::Closed);
-                    }
-                    progress.phase = TimeoutPhase::Create;
-                    match shared.create().await {
-                        Ok(entry) => {
-                            return Ok(self.checked_out(held.finish(entry), progress.waited));
-                        }
-                        Err(Some(e)) => return Err(Error::Create(e)),
-                        Err(None) => {
-                            return Err(Error::Timeout {
-                                phase: TimeoutPhase::Create,
-                                last_error: progress.last_error.take(),
-                            })
-                        }
-                    }
-                }
-                None => unreachable!("the loop always holds a grant"),
-            }
-        }
+    fn timed_out(&self, phase: TimeoutPhase, last_error: Option<M::Error>) -> Error<M::Error> {
+        self.shared.stats.add(Counter::Timeouts, 1);
+        Error::Timeout { phase, last_error }
     }
 
     fn checked_out(&self, entry: Entry<M::Resource>, waited: bool) -> Pooled<M> {
@@ -414,27 +427,18 @@ impl<M: Manager> Shared<M> {
             )
     }
 
-    /// `Err(None)` is a `recycle_timeout`.
-    async fn recycle(&self, entry: &mut Entry<M::Resource>) -> Result<(), Option<M::Error>> {
-        let fut = self.manager.recycle(&mut entry.resource, &entry.info);
-        match with_lazy_deadline(fut, self.config.recycle_timeout).await {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(Some(e)),
-            None => Err(None),
-        }
-    }
-
     /// `Err(None)` is a `create_timeout`.
     async fn create(&self) -> Result<Entry<M::Resource>, Option<M::Error>> {
         self.stats.creating(1);
         let _creating = CreatingGauge(&self.stats);
-        match with_lazy_deadline(self.manager.create(), self.config.create_timeout).await {
+        let mut deadline = Deadline::new(self.config.create_timeout);
+        match deadline.run(self.manager.create()).await {
             Some(Ok(resource)) => {
                 self.stats.add(Counter::Created, 1);
-                Ok(Entry {
+                Ok(Box::new(Slot {
                     resource,
                     info: ResourceInfo::new(Instant::now()),
-                })
+                }))
             }
             Some(Err(e)) => {
                 self.stats.add(Counter::CreateErrors, 1);
@@ -486,31 +490,21 @@ impl Drop for CreatingGauge<'_> {
 }
 
 /// The slot an acquire owns between getting a grant and returning a guard.
-/// Dropped without `finish`: frees the slot (the resource, if any, drops).
-struct Held<'a, M: Manager> {
+/// Dropped while armed, it frees the slot.
+struct SlotGuard<'a, M: Manager> {
     shared: &'a Shared<M>,
-    grant: Option<Grant<Entry<M::Resource>>>,
+    armed: bool,
     recycling: bool,
 }
 
-impl<M: Manager> Held<'_, M> {
-    fn finish(mut self, entry: Entry<M::Resource>) -> Entry<M::Resource> {
-        self.grant = None;
-        self.recycling = false;
-        std::mem::forget(self);
-        entry
-    }
-}
-
-impl<M: Manager> Drop for Held<'_, M> {
+impl<M: Manager> Drop for SlotGuard<'_, M> {
     fn drop(&mut self) {
-        if self.recycling {
-            self.shared.stats.add(Counter::Cancelled, 1);
+        if self.armed {
+            if self.recycling {
+                self.shared.stats.add(Counter::Cancelled, 1);
+            }
+            self.shared.core.release(Grant::Slot);
         }
-        // Whatever we held (a resource in an unknown state, or a bare slot),
-        // the slot goes back: to the next waiter, who may create with it.
-        drop(self.grant.take());
-        self.shared.core.release(Grant::Slot);
     }
 }
 
@@ -529,28 +523,41 @@ impl<T> Drop for Registration<'_, T> {
     }
 }
 
-/// Polls `fut`, and only if it is not ready at once, arms a timer of
-/// `timeout` (when there is one). `None` means the timer fired first. The
-/// fast path thus never touches the clock or the timer wheel.
-async fn with_lazy_deadline<F: Future>(fut: F, timeout: Option<Duration>) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    let Some(timeout) = timeout else {
-        return Some(fut.await);
-    };
-    let mut sleep = pin!(None::<tokio::time::Sleep>);
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Some(out));
+/// A deadline that reads the clock and arms a timer only when something it
+/// covers has to wait, so an acquire served at once never touches the timer
+/// wheel. Several phases run under one `Deadline` share its end.
+struct Deadline {
+    timeout: Option<Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Deadline {
+    fn new(timeout: Option<Duration>) -> Self {
+        Self {
+            timeout,
+            sleep: None,
         }
-        if sleep.is_none() {
-            sleep.set(Some(tokio::time::sleep(timeout)));
-        }
-        match sleep.as_mut().as_pin_mut() {
-            Some(s) => s.poll(cx).map(|()| None),
-            None => Poll::Pending,
-        }
-    })
-    .await
+    }
+
+    /// Runs `fut` until it completes (`Some`) or the deadline passes
+    /// (`None`, and `fut` is dropped).
+    async fn run<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let Some(timeout) = self.timeout else {
+            return Some(fut.await);
+        };
+        let mut fut = pin!(fut);
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            self.sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
+                .as_mut()
+                .poll(cx)
+                .map(|()| None)
+        })
+        .await
+    }
 }
 
 impl<M: Manager> fmt::Debug for Pool<M> {

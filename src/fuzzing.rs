@@ -1,0 +1,1289 @@
+//! Deterministic fuzz harness (cargo feature `fuzzing`).
+//!
+//! The functions here turn an arbitrary byte string into a run against the
+//! pool's public API and panic when an invariant breaks. The cargo-fuzz
+//! targets in `fuzz/` call them, and `tests/fuzz_replay.rs` replays the
+//! committed corpus and a few thousand seeded inputs through them on the
+//! stable toolchain, so no fuzzer is needed to run the checks.
+//!
+//! * [`run_ops`]: a small pool, a script of manager outcomes and a sequence
+//!   of operations among [`TASKS`] simulated tasks, all polled by hand on
+//!   one thread under a paused Tokio clock, with the invariants checked
+//!   after every step.
+//! * [`run_config`]: arbitrary builder input; `build` must not panic and
+//!   must reject exactly the invalid settings, with a matching
+//!   [`BuildError`].
+//!
+//! Not part of the stable API.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use arbitrary::Unstructured;
+use tokio::runtime::Runtime;
+use tokio::time::Instant;
+
+use crate::{
+    BuildError, Error, Manager, Pool, Pooled, ResourceInfo, ReuseOrder, Status, TimeoutPhase,
+    TryAcquireError, MAX_SIZE_LIMIT,
+};
+
+/// How many simulated tasks [`run_ops`] drives.
+pub const TASKS: usize = 8;
+
+/// The most operations [`run_ops`] reads from one input.
+pub const MAX_OPS: usize = 400;
+
+// ----------------------------------------------------------------------------
+// The scripted manager
+// ----------------------------------------------------------------------------
+
+/// What the next create does.
+#[derive(Debug, Clone, Copy)]
+enum CreateStep {
+    Ok,
+    Fail,
+    Slow(Duration),
+    SlowFail(Duration),
+    Never,
+}
+
+/// What the next recycle does.
+#[derive(Debug, Clone, Copy)]
+enum RecycleStep {
+    Ok,
+    Fail,
+    Slow(Duration),
+    Never,
+}
+
+/// What the harness and the manager share. Locked only briefly, and never
+/// while a resource or a guard is dropped (a resource's `Drop` locks it).
+#[derive(Debug, Default)]
+struct Model {
+    create_script: VecDeque<CreateStep>,
+    recycle_script: VecDeque<RecycleStep>,
+    broken_script: VecDeque<bool>,
+    /// The task being polled; manager code runs inside its poll.
+    current: usize,
+    /// Drop count per resource id (ids are indices).
+    drops: Vec<u32>,
+    /// A resource dropped twice.
+    double_drop: Option<u64>,
+    /// Live create / recycle futures per task.
+    in_create: [u32; TASKS],
+    in_recycle: [u32; TASKS],
+    /// Per acquire: whether a create or recycle ever started, and how many
+    /// recycles returned an error.
+    started_create: [bool; TASKS],
+    started_recycle: [bool; TASKS],
+    recycle_errors: [u32; TASKS],
+    /// A create of this task returned an error during the current poll.
+    create_failed: [bool; TASKS],
+    /// `is_broken` answers that were `true`.
+    broken_returns: u64,
+    /// A recycle was run on a resource already dropped.
+    recycled_dead: Option<u64>,
+}
+
+impl Model {
+    fn reset_task(&mut self, task: usize) {
+        self.started_create[task] = false;
+        self.started_recycle[task] = false;
+        self.recycle_errors[task] = 0;
+        self.create_failed[task] = false;
+    }
+
+    fn alive(&self, id: u64) -> bool {
+        self.drops.get(id as usize) == Some(&0)
+    }
+}
+
+fn lock(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
+    model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The scripted manager's error.
+#[derive(Debug)]
+struct FuzzError;
+
+impl fmt::Display for FuzzError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("scripted failure")
+    }
+}
+
+impl std::error::Error for FuzzError {}
+
+/// A pooled resource with a unique id; its drop is counted.
+#[derive(Debug)]
+struct Res {
+    id: u64,
+    model: Arc<Mutex<Model>>,
+}
+
+impl Drop for Res {
+    fn drop(&mut self) {
+        let mut m = lock(&self.model);
+        let count = &mut m.drops[self.id as usize];
+        *count += 1;
+        if *count > 1 {
+            m.double_drop = Some(self.id);
+        }
+    }
+}
+
+/// Which manager call a [`Live`] counts.
+#[derive(Debug, Clone, Copy)]
+enum LiveKind {
+    Create,
+    Recycle,
+}
+
+/// Counts a create or recycle future of one task while it lives.
+struct Live {
+    model: Arc<Mutex<Model>>,
+    task: usize,
+    kind: LiveKind,
+}
+
+impl Live {
+    fn start(model: &Arc<Mutex<Model>>, kind: LiveKind) -> Self {
+        let mut m = lock(model);
+        let task = m.current;
+        match kind {
+            LiveKind::Create => {
+                m.in_create[task] += 1;
+                m.started_create[task] = true;
+            }
+            LiveKind::Recycle => {
+                m.in_recycle[task] += 1;
+                m.started_recycle[task] = true;
+            }
+        }
+        Self {
+            model: model.clone(),
+            task,
+            kind,
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let mut m = lock(&self.model);
+        match self.kind {
+            LiveKind::Create => m.in_create[self.task] -= 1,
+            LiveKind::Recycle => m.in_recycle[self.task] -= 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FuzzManager {
+    model: Arc<Mutex<Model>>,
+}
+
+impl Manager for FuzzManager {
+    type Resource = Res;
+    type Error = FuzzError;
+
+    fn create(&self) -> impl Future<Output = Result<Res, FuzzError>> + Send {
+        let model = self.model.clone();
+        async move {
+            let live = Live::start(&model, LiveKind::Create);
+            let step = lock(&model)
+                .create_script
+                .pop_front()
+                .unwrap_or(CreateStep::Ok);
+            let fail = match step {
+                CreateStep::Ok => false,
+                CreateStep::Fail => true,
+                CreateStep::Slow(d) => {
+                    tokio::time::sleep(d).await;
+                    false
+                }
+                CreateStep::SlowFail(d) => {
+                    tokio::time::sleep(d).await;
+                    true
+                }
+                CreateStep::Never => std::future::pending().await,
+            };
+            let mut m = lock(&model);
+            if fail {
+                m.create_failed[live.task] = true;
+                drop(m);
+                return Err(FuzzError);
+            }
+            let id = m.drops.len() as u64;
+            m.drops.push(0);
+            drop(m);
+            Ok(Res { id, model })
+        }
+    }
+
+    fn recycle(
+        &self,
+        resource: &mut Res,
+        _info: &ResourceInfo,
+    ) -> impl Future<Output = Result<(), FuzzError>> + Send {
+        let model = self.model.clone();
+        let id = resource.id;
+        async move {
+            let live = Live::start(&model, LiveKind::Recycle);
+            let step = {
+                let mut m = lock(&model);
+                if !m.alive(id) {
+                    m.recycled_dead = Some(id);
+                }
+                m.recycle_script.pop_front().unwrap_or(RecycleStep::Ok)
+            };
+            let fail = match step {
+                RecycleStep::Ok => false,
+                RecycleStep::Fail => true,
+                RecycleStep::Slow(d) => {
+                    tokio::time::sleep(d).await;
+                    false
+                }
+                RecycleStep::Never => std::future::pending().await,
+            };
+            if fail {
+                lock(&model).recycle_errors[live.task] += 1;
+                return Err(FuzzError);
+            }
+            Ok(())
+        }
+    }
+
+    fn is_broken(&self, _resource: &mut Res) -> bool {
+        let mut m = lock(&self.model);
+        let broken = m.broken_script.pop_front().unwrap_or(false);
+        if broken {
+            m.broken_returns += 1;
+        }
+        broken
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Simulated tasks
+// ----------------------------------------------------------------------------
+
+/// A waker that counts its wake-ups.
+#[derive(Debug, Default)]
+struct CountingWaker(AtomicUsize);
+
+impl CountingWaker {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+type AcquireFuture = Pin<Box<dyn Future<Output = Result<Pooled<FuzzManager>, Error<FuzzError>>>>>;
+
+/// Where an acquire stands, as seen from outside after its last poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    NotPolled,
+    /// In line; the number orders registrations.
+    Waiting(u64),
+    Creating,
+    Recycling,
+}
+
+struct Acquiring {
+    fut: AcquireFuture,
+    waker: Arc<CountingWaker>,
+    /// Wake count before the last poll.
+    seen_wakes: usize,
+    phase: Phase,
+    /// It was among the oldest waiters when the pool's waiting count said
+    /// they had been served (granted or closed): its next poll must move on.
+    owed: bool,
+}
+
+enum Task {
+    Empty,
+    Acquiring(Acquiring),
+    Holding(Pooled<FuzzManager>, u64),
+}
+
+/// How a held resource leaves its task.
+#[derive(Debug, Clone, Copy)]
+enum Leave {
+    Return,
+    Detach,
+    Discard,
+}
+
+struct Harness {
+    rt: Runtime,
+    pool: Pool<FuzzManager>,
+    model: Arc<Mutex<Model>>,
+    tasks: Vec<Task>,
+    closed: bool,
+    max_size: usize,
+    max_lifetime: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    next_seq: u64,
+    detached: u64,
+    discarded: u64,
+    step: usize,
+}
+
+const DURATIONS: [Duration; 8] = [
+    Duration::from_millis(1),
+    Duration::from_millis(3),
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Duration::from_secs(10),
+    Duration::from_secs(60),
+];
+
+fn byte(u: &mut Unstructured<'_>) -> u8 {
+    u.arbitrary().unwrap_or(0)
+}
+
+fn duration(u: &mut Unstructured<'_>) -> Duration {
+    DURATIONS[usize::from(byte(u)) % DURATIONS.len()]
+}
+
+/// `None` about a third of the time, else one of [`DURATIONS`].
+fn opt_duration(u: &mut Unstructured<'_>) -> Option<Duration> {
+    let b = byte(u);
+    (b % 3 != 0).then(|| DURATIONS[usize::from(b / 3) % DURATIONS.len()])
+}
+
+fn create_step(u: &mut Unstructured<'_>) -> CreateStep {
+    let b = byte(u);
+    match b % 6 {
+        0 | 1 => CreateStep::Ok,
+        2 => CreateStep::Fail,
+        3 => CreateStep::Slow(DURATIONS[usize::from(b / 6) % DURATIONS.len()]),
+        4 => CreateStep::SlowFail(DURATIONS[usize::from(b / 6) % DURATIONS.len()]),
+        _ => CreateStep::Never,
+    }
+}
+
+fn recycle_step(u: &mut Unstructured<'_>) -> RecycleStep {
+    let b = byte(u);
+    match b % 5 {
+        0 | 1 => RecycleStep::Ok,
+        2 => RecycleStep::Fail,
+        3 => RecycleStep::Slow(DURATIONS[usize::from(b / 5) % DURATIONS.len()]),
+        _ => RecycleStep::Never,
+    }
+}
+
+impl Harness {
+    fn new(u: &mut Unstructured<'_>) -> Self {
+        let model = Arc::new(Mutex::new(Model::default()));
+        let max_size = 1 + usize::from(byte(u) % 4);
+        let order = if byte(u) % 2 == 0 {
+            ReuseOrder::Fifo
+        } else {
+            ReuseOrder::Lifo
+        };
+        let acquire_timeout = opt_duration(u);
+        let bound = |d: Duration, by: Option<Duration>| by.map_or(d, |b| d.min(b));
+        let create_timeout = opt_duration(u).map(|d| bound(d, acquire_timeout));
+        let recycle_timeout = opt_duration(u).map(|d| bound(d, acquire_timeout));
+        let max_lifetime = opt_duration(u);
+        let idle_timeout = opt_duration(u).map(|d| bound(d, max_lifetime));
+        let track_idle_time = byte(u) % 2 == 0;
+        {
+            let mut m = lock(&model);
+            for _ in 0..byte(u) % 4 {
+                m.create_script.push_back(create_step(u));
+            }
+            for _ in 0..byte(u) % 4 {
+                m.recycle_script.push_back(recycle_step(u));
+            }
+        }
+        let pool = Pool::builder(FuzzManager {
+            model: model.clone(),
+        })
+        .max_size(max_size)
+        .reuse_order(order)
+        .acquire_timeout(acquire_timeout)
+        .create_timeout(create_timeout)
+        .recycle_timeout(recycle_timeout)
+        .idle_timeout(idle_timeout)
+        .max_lifetime(max_lifetime)
+        .track_idle_time(track_idle_time)
+        .build()
+        .expect("the harness only picks valid settings");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a current-thread runtime");
+        Self {
+            rt,
+            pool,
+            model,
+            tasks: (0..TASKS).map(|_| Task::Empty).collect(),
+            closed: false,
+            max_size,
+            max_lifetime,
+            idle_timeout,
+            next_seq: 0,
+            detached: 0,
+            discarded: 0,
+            step: 0,
+        }
+    }
+
+    fn fail(&self, what: impl fmt::Display) -> ! {
+        panic!(
+            "invariant violated at step {}: {what}\nstatus: {:?}",
+            self.step,
+            self.pool.status()
+        );
+    }
+
+    fn status(&self) -> Status {
+        self.pool.status()
+    }
+
+    fn held_ids(&self) -> Vec<u64> {
+        self.tasks
+            .iter()
+            .filter_map(|t| match t {
+                Task::Holding(_, id) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    // ----- operations -----
+
+    fn start(&mut self, k: usize, u: &mut Unstructured<'_>) {
+        if !matches!(self.tasks[k], Task::Empty) {
+            return;
+        }
+        lock(&self.model).reset_task(k);
+        match byte(u) % 3 {
+            0 => self.start_future(k, None),
+            1 => self.start_future(k, Some(duration(u))),
+            _ => self.try_acquire(k),
+        }
+    }
+
+    fn start_future(&mut self, k: usize, timeout: Option<Duration>) {
+        let pool = self.pool.clone();
+        let fut: AcquireFuture = match timeout {
+            None => Box::pin(async move { pool.acquire().await }),
+            Some(t) => Box::pin(async move { pool.acquire_timeout(t).await }),
+        };
+        self.tasks[k] = Task::Acquiring(Acquiring {
+            fut,
+            waker: Arc::new(CountingWaker::default()),
+            seen_wakes: 0,
+            phase: Phase::NotPolled,
+            owed: false,
+        });
+    }
+
+    fn try_acquire(&mut self, k: usize) {
+        let before = self.status();
+        let result = {
+            let _rt = self.rt.enter();
+            self.pool.try_acquire()
+        };
+        match result {
+            Ok(guard) => {
+                if self.closed || before.waiting > 0 || before.idle == 0 {
+                    self.fail(format_args!(
+                        "try_acquire succeeded with closed={} waiting={} idle={}",
+                        self.closed, before.waiting, before.idle
+                    ));
+                }
+                let info = *Pooled::info(&guard);
+                let now = {
+                    let _rt = self.rt.enter();
+                    Instant::now()
+                };
+                let too_old = self
+                    .max_lifetime
+                    .is_some_and(|l| now.saturating_duration_since(info.created_at()) >= l);
+                let too_idle = match (self.idle_timeout, info.last_returned()) {
+                    (Some(t), Some(at)) => now.saturating_duration_since(at) >= t,
+                    _ => false,
+                };
+                if too_old || too_idle {
+                    self.fail("try_acquire handed out an expired resource");
+                }
+                self.hold(k, guard);
+            }
+            Err(TryAcquireError::Closed) if self.closed => {}
+            Err(TryAcquireError::Busy) if !self.closed && before.waiting > 0 => {}
+            Err(TryAcquireError::Empty)
+                if !self.closed && before.waiting == 0 && self.status().size < self.max_size => {}
+            Err(TryAcquireError::Exhausted)
+                if !self.closed && before.waiting == 0 && before.size == self.max_size => {}
+            Err(e) => self.fail(format_args!(
+                "try_acquire: unexpected {e:?} (closed={}, before={before:?})",
+                self.closed
+            )),
+        }
+    }
+
+    /// Puts a freshly acquired guard in task `k`, checking its resource is
+    /// not held twice and still alive.
+    fn hold(&mut self, k: usize, guard: Pooled<FuzzManager>) {
+        let id = guard.id;
+        if self.held_ids().contains(&id) {
+            self.fail(format_args!("resource {id} handed out twice"));
+        }
+        if !lock(&self.model).alive(id) {
+            self.fail(format_args!("resource {id} handed out after it was dropped"));
+        }
+        self.tasks[k] = Task::Holding(guard, id);
+    }
+
+    fn poll(&mut self, k: usize) {
+        let Task::Acquiring(acq) = &mut self.tasks[k] else {
+            return;
+        };
+        {
+            let mut m = lock(&self.model);
+            m.current = k;
+            m.create_failed[k] = false;
+        }
+        let before = acq.phase;
+        let owed = acq.owed;
+        acq.seen_wakes = acq.waker.count();
+        let waker = Waker::from(acq.waker.clone());
+        let result = {
+            let _rt = self.rt.enter();
+            acq.fut.as_mut().poll(&mut Context::from_waker(&waker))
+        };
+        let (in_create, in_recycle, create_failed, started_create, started_recycle, recycle_errors) = {
+            let m = lock(&self.model);
+            (
+                m.in_create[k],
+                m.in_recycle[k],
+                m.create_failed[k],
+                m.started_create[k],
+                m.started_recycle[k],
+                m.recycle_errors[k],
+            )
+        };
+        let first_after_close = before == Phase::NotPolled && self.closed;
+        match result {
+            Poll::Ready(Ok(guard)) => {
+                if first_after_close {
+                    self.fail("an acquire first polled after close succeeded");
+                }
+                if create_failed {
+                    self.fail("a create failed but the acquire succeeded");
+                }
+                self.hold(k, guard);
+            }
+            Poll::Ready(Err(e)) => {
+                self.tasks[k] = Task::Empty;
+                if first_after_close && !matches!(e, Error::Closed) {
+                    self.fail(format_args!("an acquire first polled after close got {e:?}"));
+                }
+                if create_failed != matches!(e, Error::Create(_)) {
+                    self.fail(format_args!(
+                        "create failed in this poll: {create_failed}, acquire returned {e:?}"
+                    ));
+                }
+                match e {
+                    Error::Create(_) => {}
+                    Error::Closed => {
+                        if !self.closed {
+                            self.fail("Closed from an open pool");
+                        }
+                    }
+                    Error::Timeout { phase, last_error } => {
+                        let consistent = match phase {
+                            TimeoutPhase::Wait => matches!(before, Phase::Waiting(_)) && !owed,
+                            TimeoutPhase::Create => started_create,
+                            TimeoutPhase::Recycle => started_recycle,
+                        };
+                        if !consistent {
+                            self.fail(format_args!(
+                                "timeout in phase {phase:?} from {before:?} (owed: {owed}, \
+                                 created: {started_create}, recycled: {started_recycle})"
+                            ));
+                        }
+                        if last_error.is_some() && recycle_errors == 0 {
+                            self.fail("a timeout carries an error the manager never returned");
+                        }
+                    }
+                }
+            }
+            Poll::Pending => {
+                if first_after_close {
+                    self.fail("an acquire first polled after close is pending");
+                }
+                let phase = match (in_create, in_recycle) {
+                    (0, 0) => match before {
+                        Phase::Waiting(seq) => {
+                            if owed {
+                                self.fail(format_args!(
+                                    "task {k} was served (its waiter count dropped) but is \
+                                     still waiting"
+                                ));
+                            }
+                            Phase::Waiting(seq)
+                        }
+                        Phase::NotPolled => {
+                            self.next_seq += 1;
+                            Phase::Waiting(self.next_seq)
+                        }
+                        Phase::Creating | Phase::Recycling => self.fail(format_args!(
+                            "task {k} went back to waiting after {before:?}"
+                        )),
+                    },
+                    (1, 0) => Phase::Creating,
+                    (0, 1) => Phase::Recycling,
+                    (c, r) => self.fail(format_args!(
+                        "task {k} has {c} creates and {r} recycles in flight"
+                    )),
+                };
+                if let Task::Acquiring(acq) = &mut self.tasks[k] {
+                    acq.phase = phase;
+                    acq.owed = false;
+                }
+            }
+        }
+    }
+
+    fn poll_woken(&mut self) {
+        for k in 0..TASKS {
+            if let Task::Acquiring(acq) = &self.tasks[k] {
+                if acq.waker.count() > acq.seen_wakes || acq.phase == Phase::NotPolled {
+                    self.poll(k);
+                }
+            }
+        }
+    }
+
+    fn drop_future(&mut self, k: usize) {
+        if matches!(self.tasks[k], Task::Acquiring(_)) {
+            let _rt = self.rt.enter();
+            self.tasks[k] = Task::Empty;
+        }
+    }
+
+    fn leave(&mut self, k: usize, how: Leave) {
+        let Task::Holding(..) = &self.tasks[k] else {
+            return;
+        };
+        let Task::Holding(guard, id) = std::mem::replace(&mut self.tasks[k], Task::Empty) else {
+            unreachable!()
+        };
+        let _rt = self.rt.enter();
+        let should_drop = match how {
+            Leave::Return => {
+                let created = Pooled::info(&guard).created_at();
+                let expired = self
+                    .max_lifetime
+                    .is_some_and(|l| Instant::now().saturating_duration_since(created) >= l);
+                let broken_before = lock(&self.model).broken_returns;
+                drop(guard);
+                let broken = lock(&self.model).broken_returns > broken_before;
+                broken || expired || self.closed
+            }
+            Leave::Detach => {
+                let resource = Pooled::detach(guard);
+                self.detached += 1;
+                if resource.id != id {
+                    self.fail("detach returned another resource");
+                }
+                drop(resource);
+                true
+            }
+            Leave::Discard => {
+                Pooled::discard(guard);
+                self.discarded += 1;
+                true
+            }
+        };
+        let drops = lock(&self.model).drops[id as usize];
+        if drops != u32::from(should_drop) {
+            self.fail(format_args!(
+                "{how:?} of resource {id}: dropped {drops} times, expected {}",
+                u32::from(should_drop)
+            ));
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.rt.block_on(tokio::time::advance(d));
+    }
+
+    fn retain(&mut self, mask: u8, nested: bool) {
+        let idle_before = self.status().idle;
+        let held = self.held_ids();
+        let model = self.model.clone();
+        let pool = self.pool.clone();
+        let mut visited = Vec::new();
+        let mut removed = Vec::new();
+        let mut bad = None;
+        let count = {
+            let _rt = self.rt.enter();
+            self.pool.retain(|res, _info| {
+                let i = visited.len();
+                visited.push(res.id);
+                if held.contains(&res.id) || !lock(&model).alive(res.id) {
+                    bad = Some(res.id);
+                }
+                if nested {
+                    // Re-entrancy: user code may use the pool meanwhile.
+                    let _ = pool.status();
+                    drop(pool.try_acquire());
+                }
+                let keep = mask & (1 << (i % 8)) != 0;
+                if !keep {
+                    removed.push(res.id);
+                }
+                keep
+            })
+        };
+        if let Some(id) = bad {
+            self.fail(format_args!("retain visited resource {id}, held or dropped"));
+        }
+        if visited.len() != idle_before || count != removed.len() {
+            self.fail(format_args!(
+                "retain visited {} of {idle_before} idle and reported {count} removed of {}",
+                visited.len(),
+                removed.len()
+            ));
+        }
+        let unique: HashSet<_> = visited.iter().collect();
+        if unique.len() != visited.len() {
+            self.fail("retain visited a resource twice");
+        }
+        let m = lock(&self.model);
+        if let Some(id) = removed.iter().find(|id| m.alive(**id)) {
+            let id = *id;
+            drop(m);
+            self.fail(format_args!("retain removed resource {id} but did not drop it"));
+        }
+    }
+
+    fn close(&mut self) {
+        self.pool.close();
+        self.closed = true;
+        if !self.pool.is_closed() {
+            self.fail("is_closed is false after close");
+        }
+    }
+
+    // ----- invariants -----
+
+    fn check(&mut self) {
+        let st = self.status();
+        let m = lock(&self.model);
+        let mut problems = Vec::new();
+        if st.max_size != self.max_size || st.size > st.max_size {
+            problems.push(format!("size {} of max {}", st.size, st.max_size));
+        }
+        if st.idle + st.creating > st.size || st.in_use != st.size - st.idle - st.creating {
+            problems.push("idle + in_use + creating != size".to_string());
+        }
+        let creating: u32 = m.in_create.iter().sum();
+        let recycling: u32 = m.in_recycle.iter().sum();
+        if st.creating != creating as usize {
+            problems.push(format!("creating gauge {} but {creating} creates live", st.creating));
+        }
+        let mut held = 0;
+        let mut waiting = Vec::new();
+        for (k, task) in self.tasks.iter().enumerate() {
+            let (c, r) = (m.in_create[k], m.in_recycle[k]);
+            match task {
+                Task::Acquiring(a) => {
+                    let expected = match a.phase {
+                        Phase::Creating => (1, 0),
+                        Phase::Recycling => (0, 1),
+                        Phase::Waiting(seq) => {
+                            waiting.push((seq, k));
+                            (0, 0)
+                        }
+                        Phase::NotPolled => (0, 0),
+                    };
+                    if (c, r) != expected {
+                        problems.push(format!("task {k} in {:?} runs ({c}, {r})", a.phase));
+                    }
+                }
+                Task::Holding(_, id) => {
+                    held += 1;
+                    if !m.alive(*id) {
+                        problems.push(format!("held resource {id} was dropped"));
+                    }
+                    if (c, r) != (0, 0) {
+                        problems.push(format!("holding task {k} runs ({c}, {r})"));
+                    }
+                }
+                Task::Empty => {
+                    if (c, r) != (0, 0) {
+                        problems.push(format!("empty task {k} runs ({c}, {r})"));
+                    }
+                }
+            }
+        }
+        // The pool's count excludes waiters already granted (or closed):
+        // those must be the oldest, and each must have been woken.
+        let served = waiting.len().checked_sub(st.waiting);
+        let served = served.unwrap_or_else(|| {
+            problems.push(format!(
+                "pool counts {} waiters, tasks {}",
+                st.waiting,
+                waiting.len()
+            ));
+            0
+        });
+        // Slots held by served waiters that have not polled yet.
+        let transit = st.size as i64
+            - st.idle as i64
+            - st.creating as i64
+            - held as i64
+            - i64::from(recycling);
+        if transit < 0 || transit > served as i64 || (!self.closed && transit != served as i64) {
+            problems.push(format!(
+                "slot accounting: {transit} in transit, {served} served waiters \
+                 (held {held}, recycling {recycling})"
+            ));
+        }
+        if st.waiting > 0 && (st.idle > 0 || st.size < st.max_size) {
+            problems.push("a waiter waits while a resource or slot is free".to_string());
+        }
+        if self.closed && (st.idle > 0 || st.waiting > 0) {
+            problems.push("closed pool keeps idle resources or waiters".to_string());
+        }
+        if self.pool.is_closed() != self.closed {
+            problems.push("is_closed disagrees".to_string());
+        }
+        let ids: HashSet<u64> = self.held_ids().into_iter().collect();
+        if ids.len() != held {
+            problems.push("a resource is held twice".to_string());
+        }
+        let alive = m.drops.iter().filter(|d| **d == 0).count() as i64;
+        let in_pool = alive - held as i64 - i64::from(recycling);
+        if in_pool < st.idle as i64 || in_pool > st.idle as i64 + transit.max(0) {
+            problems.push(format!("{in_pool} live resources unaccounted, {} idle", st.idle));
+        }
+        if let Some(id) = m.double_drop {
+            problems.push(format!("resource {id} dropped twice"));
+        }
+        if let Some(id) = m.recycled_dead {
+            problems.push(format!("recycle ran on dropped resource {id}"));
+        }
+        if st.created != m.drops.len() as u64 {
+            problems.push(format!("created {} but {} made", st.created, m.drops.len()));
+        }
+        if st.discarded.detached != self.detached
+            || st.discarded.broken != self.discarded + m.broken_returns
+        {
+            problems.push("detached or broken counters drift".to_string());
+        }
+        waiting.sort_unstable();
+        for &(_, k) in waiting.iter().take(served) {
+            if let Task::Acquiring(a) = &self.tasks[k] {
+                if a.waker.count() <= a.seen_wakes {
+                    problems.push(format!(
+                        "task {k} is among the {served} oldest waiters served, but was not woken \
+                         (lost wake-up or out-of-order hand-off)"
+                    ));
+                }
+            }
+        }
+        drop(m);
+        if !problems.is_empty() {
+            self.fail(problems.join("; "));
+        }
+        for &(_, k) in waiting.iter().take(served) {
+            if let Task::Acquiring(a) = &mut self.tasks[k] {
+                a.owed = true;
+            }
+        }
+    }
+
+    /// Ends the run: drops everything in an order the input picks and
+    /// checks that nothing leaked and every resource dropped exactly once.
+    fn finish(mut self, how: u8) {
+        if how & 1 != 0 {
+            self.close();
+        }
+        let Self {
+            rt,
+            pool,
+            model,
+            mut tasks,
+            closed,
+            ..
+        } = self;
+        if how & 2 != 0 {
+            // Guards and futures dropped after the runtime is gone.
+            drop(rt);
+            drop_tasks(&mut tasks, how & 4 != 0);
+        } else {
+            {
+                let _rt = rt.enter();
+                drop_tasks(&mut tasks, how & 4 != 0);
+            }
+            drop(rt);
+        }
+        let st = pool.status();
+        let alive = lock(&model).drops.iter().filter(|d| **d == 0).count();
+        assert!(
+            st.creating == 0
+                && st.waiting == 0
+                && st.in_use == 0
+                && st.size == st.idle
+                && alive == st.idle
+                && (!closed || st.size == 0),
+            "leak after every task ended: {st:?}, {alive} resources alive"
+        );
+        drop(pool);
+        let m = lock(&model);
+        assert!(m.double_drop.is_none(), "a resource dropped twice");
+        if let Some(id) = m.drops.iter().position(|d| *d != 1) {
+            panic!("resource {id} dropped {} times", m.drops[id]);
+        }
+    }
+}
+
+fn drop_tasks(tasks: &mut Vec<Task>, reverse: bool) {
+    if reverse {
+        while tasks.pop().is_some() {}
+    } else {
+        tasks.drain(..).for_each(drop);
+    }
+}
+
+/// Runs one operation sequence read from `data` against a small pool and
+/// panics if any invariant breaks.
+///
+/// The input picks the configuration (`max_size` 1 to 4, FIFO or LIFO,
+/// optional timeouts, idle timeout and lifetime), the manager's scripted
+/// outcomes, then up to [`MAX_OPS`] operations: start an acquire
+/// (`acquire`, `acquire_timeout` or `try_acquire`) in one of [`TASKS`]
+/// tasks, poll a task, poll every woken task, drop a task's future, return,
+/// detach or discard a held resource, advance the paused clock, `retain`,
+/// `close`, or extend the manager's script.
+pub fn run_ops(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let mut h = Harness::new(&mut u);
+    h.check();
+    while !u.is_empty() && h.step < MAX_OPS {
+        h.step += 1;
+        let op = byte(&mut u);
+        let k = usize::from(byte(&mut u)) % TASKS;
+        match op % 20 {
+            0..=2 => h.start(k, &mut u),
+            3..=6 => h.poll(k),
+            7 => h.poll_woken(),
+            8 => h.drop_future(k),
+            9 | 10 => h.leave(k, Leave::Return),
+            11 => h.leave(k, Leave::Detach),
+            12 => h.leave(k, Leave::Discard),
+            13 | 14 => {
+                let d = duration(&mut u);
+                h.advance(d);
+            }
+            15 => {
+                let mask = byte(&mut u);
+                h.retain(mask, k % 2 == 0);
+            }
+            16 => h.close(),
+            17 => {
+                let step = create_step(&mut u);
+                lock(&h.model).create_script.push_back(step);
+            }
+            18 => {
+                let step = recycle_step(&mut u);
+                lock(&h.model).recycle_script.push_back(step);
+            }
+            _ => lock(&h.model).broken_script.push_back(k % 2 == 0),
+        }
+        h.check();
+    }
+    let how = byte(&mut u);
+    h.finish(how);
+}
+
+// ----------------------------------------------------------------------------
+// Builder input
+// ----------------------------------------------------------------------------
+
+/// The settings a run of [`run_config`] gave the builder, last call wins.
+#[derive(Debug, Clone)]
+struct Settings {
+    max_size: usize,
+    acquire_timeout: Option<Duration>,
+    create_timeout: Option<Duration>,
+    recycle_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
+}
+
+impl Default for Settings {
+    /// The documented defaults.
+    fn default() -> Self {
+        Self {
+            max_size: 10,
+            acquire_timeout: Some(Duration::from_secs(30)),
+            create_timeout: None,
+            recycle_timeout: None,
+            idle_timeout: None,
+            max_lifetime: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Every error `build` may rightly return for these settings; empty when
+    /// they are valid.
+    fn violations(&self) -> Vec<BuildError> {
+        let mut errors = Vec::new();
+        if self.max_size == 0 {
+            errors.push(BuildError::ZeroMaxSize);
+        }
+        if self.max_size > MAX_SIZE_LIMIT {
+            errors.push(BuildError::MaxSizeTooLarge {
+                max_size: self.max_size,
+                limit: MAX_SIZE_LIMIT,
+            });
+        }
+        let named = [
+            ("acquire_timeout", self.acquire_timeout),
+            ("create_timeout", self.create_timeout),
+            ("recycle_timeout", self.recycle_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+        ];
+        for (setting, value) in named {
+            if value == Some(Duration::ZERO) {
+                errors.push(BuildError::ZeroDuration { setting });
+            }
+        }
+        let pairs = [
+            ("create_timeout", self.create_timeout, "acquire_timeout", self.acquire_timeout),
+            ("recycle_timeout", self.recycle_timeout, "acquire_timeout", self.acquire_timeout),
+            ("idle_timeout", self.idle_timeout, "max_lifetime", self.max_lifetime),
+        ];
+        for (setting, value, other, other_value) in pairs {
+            if let (Some(value), Some(other_value)) = (value, other_value) {
+                if value > other_value {
+                    errors.push(BuildError::Conflict {
+                        setting,
+                        value,
+                        other,
+                        other_value,
+                    });
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// A manager of unit resources that counts its creates.
+#[derive(Debug, Default)]
+struct UnitManager {
+    created: AtomicUsize,
+}
+
+impl Manager for UnitManager {
+    type Resource = ();
+    type Error = FuzzError;
+
+    fn create(&self) -> impl Future<Output = Result<(), FuzzError>> + Send {
+        self.created.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(()))
+    }
+}
+
+fn any_max_size(u: &mut Unstructured<'_>) -> usize {
+    match byte(u) % 16 {
+        0 => 0,
+        1 => MAX_SIZE_LIMIT,
+        2 => MAX_SIZE_LIMIT + 1,
+        3 => usize::MAX,
+        4 => u.arbitrary::<u64>().unwrap_or(0) as usize,
+        5 => MAX_SIZE_LIMIT + usize::from(byte(u)),
+        6..=9 => usize::from(byte(u)),
+        _ => 1 + usize::from(byte(u) % 4),
+    }
+}
+
+fn any_duration(u: &mut Unstructured<'_>) -> Option<Duration> {
+    match byte(u) % 10 {
+        0 => None,
+        1 => Some(Duration::ZERO),
+        2 => Some(Duration::from_nanos(1 + u64::from(byte(u)))),
+        3 | 4 => Some(Duration::from_millis(u64::from(byte(u)))),
+        5 => Some(Duration::from_secs(u64::from(u.arbitrary::<u16>().unwrap_or(0)))),
+        6 => Some(Duration::MAX),
+        7 => Some(Duration::new(
+            u.arbitrary().unwrap_or(0),
+            u.arbitrary::<u32>().unwrap_or(0) % 1_000_000_000,
+        )),
+        _ => Some(Duration::from_secs(30)),
+    }
+}
+
+/// Feeds arbitrary settings to a [`Builder`](crate::Builder) and panics if
+/// `build` panics, accepts invalid settings, rejects valid ones, or returns
+/// a [`BuildError`] that does not name a setting actually at fault. A pool
+/// that builds is checked to report its settings and to serve acquires,
+/// time out and expire as configured.
+pub fn run_config(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let mut s = Settings::default();
+    let mut lifo = false;
+    let mut builder = Pool::builder(UnitManager::default());
+    for _ in 0..24 {
+        if u.is_empty() {
+            break;
+        }
+        builder = match byte(&mut u) % 8 {
+            0 => {
+                s.max_size = any_max_size(&mut u);
+                builder.max_size(s.max_size)
+            }
+            1 => {
+                s.acquire_timeout = any_duration(&mut u);
+                builder.acquire_timeout(s.acquire_timeout)
+            }
+            2 => {
+                s.create_timeout = any_duration(&mut u);
+                builder.create_timeout(s.create_timeout)
+            }
+            3 => {
+                s.recycle_timeout = any_duration(&mut u);
+                builder.recycle_timeout(s.recycle_timeout)
+            }
+            4 => {
+                s.idle_timeout = any_duration(&mut u);
+                builder.idle_timeout(s.idle_timeout)
+            }
+            5 => {
+                s.max_lifetime = any_duration(&mut u);
+                builder.max_lifetime(s.max_lifetime)
+            }
+            6 => {
+                lifo = byte(&mut u) % 2 == 1;
+                builder.reuse_order(if lifo {
+                    ReuseOrder::Lifo
+                } else {
+                    ReuseOrder::Fifo
+                })
+            }
+            _ => builder.track_idle_time(byte(&mut u) % 2 == 1),
+        };
+    }
+    let debug = format!("{builder:?}");
+    assert!(debug.starts_with("Builder"), "Debug of a builder: {debug}");
+    let allowed = s.violations();
+    match builder.build() {
+        Ok(pool) => {
+            assert!(
+                allowed.is_empty(),
+                "build accepted {s:?} (lifo: {lifo}), expected one of {allowed:?}"
+            );
+            check_built(&pool, &s);
+        }
+        Err(e) => {
+            assert!(
+                allowed.contains(&e),
+                "build rejected {s:?} with {e:?}, expected one of {allowed:?}"
+            );
+            let message = e.to_string();
+            let named = match &e {
+                BuildError::ZeroDuration { setting } => message.contains(setting),
+                BuildError::Conflict { setting, other, .. } => {
+                    message.contains(setting) && message.contains(other)
+                }
+                _ => message.contains("max_size"),
+            };
+            assert!(named, "the message of {e:?} does not name the setting: {message}");
+        }
+    }
+}
+
+/// A pool built from `s` reports it and behaves as configured.
+fn check_built(pool: &Pool<UnitManager>, s: &Settings) {
+    let st = pool.status();
+    assert!(
+        st.max_size == s.max_size && st.size == 0 && st.idle == 0 && st.waiting == 0,
+        "fresh pool: {st:?}"
+    );
+    assert_eq!(pool.try_acquire().err(), Some(TryAcquireError::Empty));
+    if s.max_size > 4 {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    let _rt = rt.enter();
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    let mut cx = Context::from_waker(&waker);
+    let mut guards = Vec::new();
+    for _ in 0..s.max_size {
+        let mut fut = Box::pin(pool.acquire());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(guard)) => guards.push(guard),
+            other => panic!("acquire on a pool with room: {:?}", other.map(|r| r.err())),
+        }
+    }
+    assert_eq!(pool.manager().created.load(Ordering::SeqCst), s.max_size);
+    assert_eq!(pool.try_acquire().err(), Some(TryAcquireError::Exhausted));
+    let mut waiter = Box::pin(pool.acquire());
+    assert!(waiter.as_mut().poll(&mut cx).is_pending(), "acquire on a full pool");
+    assert_eq!(pool.status().waiting, 1);
+    assert_eq!(pool.try_acquire().err(), Some(TryAcquireError::Busy));
+    let step = Duration::from_millis(1);
+    rt.block_on(tokio::time::advance(step));
+    let polled = waiter.as_mut().poll(&mut cx);
+    match s.acquire_timeout {
+        Some(t) if t <= step => assert!(
+            matches!(
+                polled,
+                Poll::Ready(Err(Error::Timeout {
+                    phase: TimeoutPhase::Wait,
+                    ..
+                }))
+            ),
+            "acquire_timeout {t:?} did not end a wait of {step:?}"
+        ),
+        Some(t) if t <= step * 2 => {}
+        _ => assert!(polled.is_pending(), "a wait ended early"),
+    }
+    drop(waiter);
+    drop(guards);
+    let st = pool.status();
+    let expired = s.max_lifetime.is_some_and(|l| l <= step);
+    let expected = if expired { 0 } else { s.max_size };
+    assert!(
+        st.waiting == 0 && st.size == expected && st.idle == expected,
+        "after returning every resource (max_lifetime {:?}): {st:?}",
+        s.max_lifetime
+    );
+}
