@@ -28,6 +28,9 @@ pub enum ReuseOrder {
     Lifo,
 }
 
+/// One per pool, inline in the shared state: boxing the larger variant
+/// would put a pointer chase on every acquire and release.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum IdleStore<T> {
     Fifo(ArrayQueue<T>),

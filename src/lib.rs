@@ -54,6 +54,9 @@ mod pool;
 mod status;
 mod sync;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 pub use crate::builder::{Builder, MAX_SIZE_LIMIT};
 pub use crate::error::{BuildError, Error, TimeoutPhase, TryAcquireError};
 pub use crate::guard::Pooled;
