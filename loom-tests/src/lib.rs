@@ -20,7 +20,7 @@ use std::time::Instant;
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
-use quickslot::{Error, Manager, Pool, Pooled};
+use quickslot::{Error, Manager, Pool, Pooled, ReuseOrder};
 
 /// What the models observe about the resources of one pool. Shared by the
 /// manager and every resource it made.
@@ -130,6 +130,16 @@ impl Manager for TestManager {
 /// the models cancel by dropping futures), whose first `fail_first` creates
 /// fail.
 pub fn pool(max_size: usize, fail_first: usize) -> (Pool<TestManager>, Arc<Probe>) {
+    pool_with(max_size, fail_first, ReuseOrder::Fifo)
+}
+
+/// [`pool`] with the given reuse order (LIFO runs the lock-free index stack
+/// of the idle store under loom).
+pub fn pool_with(
+    max_size: usize,
+    fail_first: usize,
+    order: ReuseOrder,
+) -> (Pool<TestManager>, Arc<Probe>) {
     let probe = Arc::new(Probe::default());
     let manager = TestManager {
         probe: probe.clone(),
@@ -138,6 +148,7 @@ pub fn pool(max_size: usize, fail_first: usize) -> (Pool<TestManager>, Arc<Probe
     let pool = Pool::builder(manager)
         .max_size(max_size)
         .acquire_timeout(None)
+        .reuse_order(order)
         .build()
         .expect("valid configuration");
     (pool, probe)

@@ -15,8 +15,8 @@ use std::task::Poll;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{acquire, acquire_owned, check, hold, poll_once, pool};
-use quickslot::{Error, TryAcquireError};
+use loom_tests::{acquire, acquire_owned, check, hold, poll_once, pool, pool_with};
+use quickslot::{Error, ReuseOrder, TryAcquireError};
 
 /// Model 1, no lost wake-up: one resource, a holder that releases it and a
 /// waiter that arrives at any point around that release. The waiter always
@@ -53,37 +53,50 @@ fn m1_holder_and_waiter() {
 /// Model 2, one notification per freed resource: two resources held, two
 /// waiters, and two quick releases from the same thread. Both waiters
 /// complete (a release never wakes one waiter for two resources, or wakes
-/// the same one twice), and both resources end idle.
+/// the same one twice), and both resources end idle. FIFO reuse order.
 #[test]
 fn m2_two_waiters_two_releases() {
     check("m2_two_waiters_two_releases", || {
-        let (pool, probe) = pool(2, 0);
-        let a = acquire(&pool).unwrap();
-        let b = acquire(&pool).unwrap();
-        let waiters: Vec<_> = (0..2)
-            .map(|i| {
-                let p = pool.clone();
-                thread::spawn(move || {
-                    let r = acquire(&p).unwrap();
-                    hold(&r, 10 + i);
-                })
-            })
-            .collect();
-        hold(&a, 1);
-        hold(&b, 2);
-        drop(a);
-        drop(b);
-        for w in waiters {
-            w.join().unwrap();
-        }
-
-        let s = pool.status();
-        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (2, 2, 0, 0));
-        assert_eq!(s.acquired_immediately + s.acquired_after_wait, 4);
-        assert_eq!((probe.created(), probe.dropped()), (2, 0));
-        drop(pool);
-        assert_eq!(probe.dropped(), 2);
+        two_waiters_two_releases(ReuseOrder::Fifo)
     });
+}
+
+/// Model 2 with LIFO reuse order: the same property, with the idle store's
+/// tagged index stack (its own atomics) under loom as well.
+#[test]
+fn m2_two_waiters_two_releases_lifo() {
+    check("m2_two_waiters_two_releases_lifo", || {
+        two_waiters_two_releases(ReuseOrder::Lifo)
+    });
+}
+
+fn two_waiters_two_releases(order: ReuseOrder) {
+    let (pool, probe) = pool_with(2, 0, order);
+    let a = acquire(&pool).unwrap();
+    let b = acquire(&pool).unwrap();
+    let waiters: Vec<_> = (0..2)
+        .map(|i| {
+            let p = pool.clone();
+            thread::spawn(move || {
+                let r = acquire(&p).unwrap();
+                hold(&r, 10 + i);
+            })
+        })
+        .collect();
+    hold(&a, 1);
+    hold(&b, 2);
+    drop(a);
+    drop(b);
+    for w in waiters {
+        w.join().unwrap();
+    }
+
+    let s = pool.status();
+    assert_eq!((s.size, s.idle, s.in_use, s.waiting), (2, 2, 0, 0));
+    assert_eq!(s.acquired_immediately + s.acquired_after_wait, 4);
+    assert_eq!((probe.created(), probe.dropped()), (2, 0));
+    drop(pool);
+    assert_eq!(probe.dropped(), 2);
 }
 
 /// Model 3, a granted waiter that goes away passes its grant on: the first
