@@ -550,7 +550,12 @@ async fn timed_task<P: BenchPool, const RECORD: bool>(
 /// A timed pass on an already built pool, inside its runtime: uncontended
 /// runs a calibrated fixed count on the current task; contended spawns
 /// `cell.tasks` tasks that run until `dur` has passed.
-pub async fn timed_pass<P: BenchPool>(pool: &Arc<P>, cell: &Cell, dur: Duration, record: bool) -> Pass {
+pub async fn timed_pass<P: BenchPool>(
+    pool: &Arc<P>,
+    cell: &Cell,
+    dur: Duration,
+    record: bool,
+) -> Pass {
     if cell.is_uncontended() {
         // Calibrate: a single task never yields, so no timer can stop it.
         let probe = 20_000u64;
@@ -595,8 +600,15 @@ pub async fn timed_pass<P: BenchPool>(pool: &Arc<P>, cell: &Cell, dur: Duration,
             }
         })
         .collect();
-    tokio::time::sleep(dur).await;
-    stop.store(true, Ordering::Relaxed);
+    // Stop from a plain thread: tasks that never wait (hold none, free
+    // objects) never yield, so a tokio timer might never fire.
+    let stopper = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(dur);
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
     let mut cycles = 0;
     let mut merged = record.then(new_histogram);
     for handle in handles {
@@ -606,9 +618,11 @@ pub async fn timed_pass<P: BenchPool>(pool: &Arc<P>, cell: &Cell, dur: Duration,
             m.add(h).expect("histogram merge");
         }
     }
+    let elapsed = start.elapsed();
+    stopper.join().expect("stopper thread");
     Pass {
         cycles,
-        elapsed: start.elapsed(),
+        elapsed,
         hist: merged,
     }
 }
