@@ -106,7 +106,9 @@ impl Model {
 }
 
 fn lock(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
-    model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    model
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The scripted manager's error.
@@ -555,7 +557,9 @@ impl Harness {
             self.fail(format_args!("resource {id} handed out twice"));
         }
         if !lock(&self.model).alive(id) {
-            self.fail(format_args!("resource {id} handed out after it was dropped"));
+            self.fail(format_args!(
+                "resource {id} handed out after it was dropped"
+            ));
         }
         self.tasks[k] = Task::Holding(guard, id);
     }
@@ -602,7 +606,9 @@ impl Harness {
             Poll::Ready(Err(e)) => {
                 self.tasks[k] = Task::Empty;
                 if first_after_close && !matches!(e, Error::Closed) {
-                    self.fail(format_args!("an acquire first polled after close got {e:?}"));
+                    self.fail(format_args!(
+                        "an acquire first polled after close got {e:?}"
+                    ));
                 }
                 if create_failed != matches!(e, Error::Create(_)) {
                     self.fail(format_args!(
@@ -764,7 +770,9 @@ impl Harness {
             })
         };
         if let Some(id) = bad {
-            self.fail(format_args!("retain visited resource {id}, held or dropped"));
+            self.fail(format_args!(
+                "retain visited resource {id}, held or dropped"
+            ));
         }
         if visited.len() != idle_before || count != removed.len() {
             self.fail(format_args!(
@@ -781,7 +789,9 @@ impl Harness {
         if let Some(id) = removed.iter().find(|id| m.alive(**id)) {
             let id = *id;
             drop(m);
-            self.fail(format_args!("retain removed resource {id} but did not drop it"));
+            self.fail(format_args!(
+                "retain removed resource {id} but did not drop it"
+            ));
         }
     }
 
@@ -808,7 +818,10 @@ impl Harness {
         let creating: u32 = m.in_create.iter().sum();
         let recycling: u32 = m.in_recycle.iter().sum();
         if st.creating != creating as usize {
-            problems.push(format!("creating gauge {} but {creating} creates live", st.creating));
+            problems.push(format!(
+                "creating gauge {} but {creating} creates live",
+                st.creating
+            ));
         }
         let mut held = 0;
         let mut waiting = Vec::new();
@@ -884,7 +897,10 @@ impl Harness {
         let alive = m.drops.iter().filter(|d| **d == 0).count() as i64;
         let in_pool = alive - held as i64 - i64::from(recycling);
         if in_pool < st.idle as i64 || in_pool > st.idle as i64 + transit.max(0) {
-            problems.push(format!("{in_pool} live resources unaccounted, {} idle", st.idle));
+            problems.push(format!(
+                "{in_pool} live resources unaccounted, {} idle",
+                st.idle
+            ));
         }
         if let Some(id) = m.double_drop {
             problems.push(format!("resource {id} dropped twice"));
@@ -1082,9 +1098,24 @@ impl Settings {
             }
         }
         let pairs = [
-            ("create_timeout", self.create_timeout, "acquire_timeout", self.acquire_timeout),
-            ("recycle_timeout", self.recycle_timeout, "acquire_timeout", self.acquire_timeout),
-            ("idle_timeout", self.idle_timeout, "max_lifetime", self.max_lifetime),
+            (
+                "create_timeout",
+                self.create_timeout,
+                "acquire_timeout",
+                self.acquire_timeout,
+            ),
+            (
+                "recycle_timeout",
+                self.recycle_timeout,
+                "acquire_timeout",
+                self.acquire_timeout,
+            ),
+            (
+                "idle_timeout",
+                self.idle_timeout,
+                "max_lifetime",
+                self.max_lifetime,
+            ),
         ];
         for (setting, value, other, other_value) in pairs {
             if let (Some(value), Some(other_value)) = (value, other_value) {
@@ -1137,7 +1168,9 @@ fn any_duration(u: &mut Unstructured<'_>) -> Option<Duration> {
         1 => Some(Duration::ZERO),
         2 => Some(Duration::from_nanos(1 + u64::from(byte(u)))),
         3 | 4 => Some(Duration::from_millis(u64::from(byte(u)))),
-        5 => Some(Duration::from_secs(u64::from(u.arbitrary::<u16>().unwrap_or(0)))),
+        5 => Some(Duration::from_secs(u64::from(
+            u.arbitrary::<u16>().unwrap_or(0),
+        ))),
         6 => Some(Duration::MAX),
         7 => Some(Duration::new(
             u.arbitrary().unwrap_or(0),
@@ -1221,7 +1254,10 @@ pub fn run_config(data: &[u8]) {
                 }
                 _ => message.contains("max_size"),
             };
-            assert!(named, "the message of {e:?} does not name the setting: {message}");
+            assert!(
+                named,
+                "the message of {e:?} does not name the setting: {message}"
+            );
         }
     }
 }
@@ -1256,7 +1292,10 @@ fn check_built(pool: &Pool<UnitManager>, s: &Settings) {
     assert_eq!(pool.manager().created.load(Ordering::SeqCst), s.max_size);
     assert_eq!(pool.try_acquire().err(), Some(TryAcquireError::Exhausted));
     let mut waiter = Box::pin(pool.acquire());
-    assert!(waiter.as_mut().poll(&mut cx).is_pending(), "acquire on a full pool");
+    assert!(
+        waiter.as_mut().poll(&mut cx).is_pending(),
+        "acquire on a full pool"
+    );
     assert_eq!(pool.status().waiting, 1);
     assert_eq!(pool.try_acquire().err(), Some(TryAcquireError::Busy));
     let step = Duration::from_millis(1);
@@ -1286,4 +1325,139 @@ fn check_built(pool: &Pool<UnitManager>, s: &Settings) {
         "after returning every resource (max_lifetime {:?}): {st:?}",
         s.max_lifetime
     );
+}
+
+// ----------------------------------------------------------------------------
+// PostgreSQL connection settings
+// ----------------------------------------------------------------------------
+
+/// Words the `PG*` variables and connection strings accept, so that random
+/// input reaches the paths behind valid values.
+#[cfg(feature = "postgres")]
+const PG_WORDS: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+    "postgres",
+    "direct",
+    "any",
+    "read-write",
+    "read-only",
+    "random",
+    "localhost",
+    "/tmp",
+    "127.0.0.1",
+    "::1",
+    "db1,db2",
+    "10.0.0.1,10.0.0.2",
+    "5432",
+    "5432,5433",
+    "0",
+    "1",
+    "-1",
+    "65536",
+    "99999999999999999999",
+    ",",
+    " ",
+];
+
+/// Feeds arbitrary connection strings and `PG*` variables to the
+/// PostgreSQL adapter's configuration parsing. The first byte picks the
+/// entry point: [`parse_config`](crate::postgres::parse_config) (and
+/// [`Manager::from_url`](crate::postgres::Manager::from_url), which must
+/// agree with it) on the rest as text, or
+/// [`config_from_env_map`](crate::postgres::config_from_env_map) on
+/// variables read from the rest. Panics on a panic, on an error that does
+/// not name the offending variable and value, or on a configuration that
+/// does not carry the values it was given.
+#[cfg(feature = "postgres")]
+pub fn run_pg_config(data: &[u8]) {
+    use crate::postgres::{self, ConfigError, ENV_VARS};
+
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        let text = String::from_utf8_lossy(rest);
+        let parsed = postgres::parse_config(&text);
+        let manager = postgres::Manager::from_url(&text);
+        assert_eq!(
+            parsed.is_ok(),
+            manager.is_ok(),
+            "parse_config and Manager::from_url disagree on {text:?}"
+        );
+        match parsed {
+            Ok(config) => {
+                let _ = format!("{config:?}");
+            }
+            Err(e) => {
+                assert!(matches!(e, ConfigError::Parse(_)), "{e:?} from a string");
+                assert!(
+                    std::error::Error::source(&e).is_some(),
+                    "{e:?} has no source"
+                );
+                assert!(!e.to_string().is_empty());
+            }
+        }
+        return;
+    }
+    let mut u = Unstructured::new(rest);
+    let mut env: Vec<(&'static str, String)> = Vec::new();
+    for &var in ENV_VARS {
+        let value = match byte(&mut u) % 4 {
+            0 | 1 => continue,
+            2 => PG_WORDS[usize::from(byte(&mut u)) % PG_WORDS.len()].to_string(),
+            _ => {
+                let len = usize::from(byte(&mut u) % 24);
+                let bytes = u.bytes(len.min(u.len())).unwrap_or_default();
+                String::from_utf8_lossy(bytes).into_owned()
+            }
+        };
+        env.push((var, value));
+    }
+    let get = |name: &str| {
+        env.iter()
+            .find(|(var, _)| *var == name)
+            .map(|(_, value)| value.clone())
+    };
+    let set = |name: &str| get(name).filter(|v| !v.is_empty());
+    match postgres::config_from_env_map(get) {
+        Ok(config) => {
+            assert!(!config.get_hosts().is_empty(), "no host in {env:?}");
+            assert_eq!(config.get_user(), set("PGUSER").as_deref());
+            assert_eq!(config.get_dbname(), set("PGDATABASE").as_deref());
+            assert_eq!(
+                config.get_password(),
+                set("PGPASSWORD").as_deref().map(str::as_bytes)
+            );
+            assert_eq!(config.get_application_name(), set("PGAPPNAME").as_deref());
+            if let Some(ports) = set("PGPORT") {
+                assert_eq!(config.get_ports().len(), ports.split(',').count());
+            }
+            if let Some(timeout) = config.get_connect_timeout() {
+                assert!(
+                    *timeout >= Duration::from_secs(2),
+                    "connect_timeout {timeout:?}"
+                );
+            }
+        }
+        Err(ConfigError::InvalidEnv { var, value, reason }) => {
+            assert_eq!(
+                set(var).as_deref(),
+                Some(value.as_str()),
+                "the error names {var}={value:?} ({reason}), not what was set: {env:?}"
+            );
+            let message = ConfigError::InvalidEnv {
+                var,
+                value: value.clone(),
+                reason,
+            }
+            .to_string();
+            assert!(message.contains(var), "{message}");
+        }
+        Err(e) => panic!("config_from_env_map returned {e:?}"),
+    }
 }

@@ -1,0 +1,6 @@
+//! Arbitrary builder input; see `quickslot::fuzzing::run_config`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| quickslot::fuzzing::run_config(data));

@@ -1,0 +1,109 @@
+//! Replays the committed fuzz corpus and a few thousand seeded inputs
+//! through the fuzz harness, on the stable toolchain and without cargo-fuzz.
+//!
+//! `cargo test --features fuzzing --test fuzz_replay`. Inputs that once
+//! crashed a target are kept below as named regression tests.
+#![cfg(feature = "fuzzing")]
+
+use std::fs;
+use std::path::Path;
+
+use quickslot::fuzzing::{run_config, run_ops};
+
+/// Runs `target` on every file of `fuzz/corpus/<name>/`, and returns how
+/// many there were.
+fn replay_corpus(name: &str, target: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(name);
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .collect();
+    files.sort();
+    for file in &files {
+        let data = fs::read(file).expect("a corpus file");
+        let result = std::panic::catch_unwind(|| target(&data));
+        if let Err(panic) = result {
+            eprintln!("corpus file {} failed", file.display());
+            std::panic::resume_unwind(panic);
+        }
+    }
+    files.len()
+}
+
+/// xorshift64*: a fixed-seed generator, so the random inputs are the same
+/// on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn bytes(&mut self, max_len: usize) -> Vec<u8> {
+        let len = (self.next() % (max_len as u64 + 1)) as usize;
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Runs `target` on `count` inputs of up to `max_len` bytes from `seed`.
+fn replay_random(seed: u64, count: usize, max_len: usize, target: fn(&[u8])) {
+    let mut rng = Rng(seed);
+    for i in 0..count {
+        let data = rng.bytes(max_len);
+        let result = std::panic::catch_unwind(|| target(&data));
+        if let Err(panic) = result {
+            eprintln!("random input {i} of seed {seed:#x} failed: {data:?}");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+#[test]
+fn ops_corpus() {
+    assert!(replay_corpus("ops", run_ops) > 0, "the ops corpus is empty");
+}
+
+#[test]
+fn config_corpus() {
+    assert!(
+        replay_corpus("config", run_config) > 0,
+        "the config corpus is empty"
+    );
+}
+
+#[test]
+fn ops_random_seeds() {
+    replay_random(0x5eed_0001, 3000, 600, run_ops);
+}
+
+#[test]
+fn config_random_seeds() {
+    replay_random(0x5eed_0002, 3000, 64, run_config);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn pg_config_corpus() {
+    use quickslot::fuzzing::run_pg_config;
+    assert!(
+        replay_corpus("pg_config", run_pg_config) > 0,
+        "the pg_config corpus is empty"
+    );
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn pg_config_random_seeds() {
+    replay_random(0x5eed_0003, 3000, 96, quickslot::fuzzing::run_pg_config);
+}
+
+#[test]
+fn empty_inputs() {
+    run_ops(&[]);
+    run_config(&[]);
+}
