@@ -22,7 +22,7 @@
 //! `UnsafeCell` is loom's, which checks this protocol in every explored
 //! interleaving (loom-tests models 1-4).
 
-use crate::sync::{AtomicU8, Event, EventListener, Ordering, UnsafeCell};
+use crate::sync::{AtomicU8, Event, Ordering, UnsafeCell};
 
 /// What a releaser hands to a waiter.
 #[derive(Debug)]
@@ -75,11 +75,10 @@ impl<T> Waiter<T> {
         }
     }
 
-    /// Registers interest in this record's one notification. Call before the
-    /// record is published, and again (then re-check) if a wake-up finds the
-    /// record still waiting.
-    pub(crate) fn listen(&self) -> EventListener {
-        self.event.listen()
+    /// The record's event, notified once, after its state leaves WAITING.
+    /// Waiters listen, re-check the state, then wait.
+    pub(crate) fn event(&self) -> &Event {
+        &self.event
     }
 
     /// Hands `grant` to the waiter. Only the thread that popped this record

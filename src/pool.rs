@@ -174,7 +174,7 @@ impl<M: Manager> Pool<M> {
             Err(Busy::Closed) => return Err(Error::Closed),
             Err(Busy::Full) => {
                 waited = true;
-                match deadline.run(Box::pin(self.wait())).await {
+                match deadline.run(self.wait()).await {
                     Some(grant) => grant?,
                     None => return Err(self.timed_out(TimeoutPhase::Wait, None)),
                 }
@@ -280,27 +280,29 @@ impl<M: Manager> Pool<M> {
         let shared = &*self.shared;
         let started = Instant::now();
         let waiter = Arc::new(Waiter::new());
-        // Listen before publishing the record, so its one notification
-        // cannot be missed.
-        let mut listener = Some(waiter.listen());
         let mut registration = Registration {
             core: &shared.core,
             waiter: &waiter,
             done: false,
         };
         shared.core.register(&waiter);
+        // Listen, re-check, wait: the record's one notification comes after
+        // its state changed, so a change before `listener!` is seen by the
+        // re-check and one after it wakes the listener. The listener lives in
+        // this future (no allocation).
         let result = loop {
             match waiter.poll() {
                 Outcome::Granted(grant) => break Ok(grant),
                 Outcome::Closed => break Err(Error::Closed),
                 Outcome::Waiting => {}
             }
-            match listener.take() {
-                Some(l) => l.await,
-                // Woken without a state change: listen again, then re-check
-                // before sleeping.
-                None => listener = Some(waiter.listen()),
+            crate::sync::listener!(waiter.event() => listener);
+            match waiter.poll() {
+                Outcome::Granted(grant) => break Ok(grant),
+                Outcome::Closed => break Err(Error::Closed),
+                Outcome::Waiting => {}
             }
+            listener.await;
         };
         registration.done = true;
         if result.is_ok() {

@@ -12,19 +12,21 @@
 //! release paths take no lock.
 
 pub(crate) use crossbeam_utils::CachePadded;
-pub(crate) use event_listener::{Event, EventListener};
+pub(crate) use event_listener::{listener, Event, EventListener};
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{fence, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
-    Arc,
+    atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+    Arc, Weak,
 };
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    atomic::{fence, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+    atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
     Arc,
 };
+// loom's `Arc` has no `Weak`: the background upkeep task, the only user of
+// `Weak`, is not built under loom (loom models drive the pool by hand).
 
 /// A cell whose exclusive access is guaranteed by a protocol, not by the
 /// type system. Under loom it is loom's `UnsafeCell`, which checks that the
