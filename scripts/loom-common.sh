@@ -19,6 +19,7 @@ LOOM_MODELS=(
     m3_granted_waiter_dropped
     m4_cancel_racing_grant
     m5_failed_create_frees_slot
+    m5b_cancelled_create_frees_slot
     m6_close_racing_waiters_and_release
     m7_try_acquire_racing_acquire_and_release
     m8_broken_on_return_racing_waiter

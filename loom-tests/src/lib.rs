@@ -96,11 +96,39 @@ pub fn hold(guard: &Pooled<TestManager>, who: usize) {
     guard.mark(who);
 }
 
-/// A manager whose first `fail_first` creates fail.
+/// How the test manager's creates behave, by attempt number (from 0).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Script {
+    /// Attempts below this fail with [`CreateFailed`].
+    pub fail_first: usize,
+    /// Attempts below this return `Pending` once (waking themselves) before
+    /// they finish, so an acquire can be dropped in the middle of a create.
+    pub pend_first: usize,
+    /// The pool's reuse order.
+    pub order: ReuseOrder,
+}
+
+/// A manager whose creates follow a [`Script`].
 #[derive(Debug)]
 pub struct TestManager {
     probe: Arc<Probe>,
-    fail_first: usize,
+    script: Script,
+}
+
+/// Returns `Pending` once, waking its task, then `Ready`.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 impl Manager for TestManager {
@@ -109,7 +137,10 @@ impl Manager for TestManager {
 
     async fn create(&self) -> Result<Res, CreateFailed> {
         let attempt = self.probe.attempts.fetch_add(1, Ordering::SeqCst);
-        if attempt < self.fail_first {
+        if attempt < self.script.pend_first {
+            YieldOnce(false).await;
+        }
+        if attempt < self.script.fail_first {
             return Err(CreateFailed);
         }
         let id = self.probe.created.fetch_add(1, Ordering::SeqCst) + 1;
@@ -130,25 +161,27 @@ impl Manager for TestManager {
 /// the models cancel by dropping futures), whose first `fail_first` creates
 /// fail.
 pub fn pool(max_size: usize, fail_first: usize) -> (Pool<TestManager>, Arc<Probe>) {
-    pool_with(max_size, fail_first, ReuseOrder::Fifo)
+    pool_with(
+        max_size,
+        Script {
+            fail_first,
+            ..Script::default()
+        },
+    )
 }
 
-/// [`pool`] with the given reuse order (LIFO runs the lock-free index stack
-/// of the idle store under loom).
-pub fn pool_with(
-    max_size: usize,
-    fail_first: usize,
-    order: ReuseOrder,
-) -> (Pool<TestManager>, Arc<Probe>) {
+/// [`pool`] with a full [`Script`] (LIFO reuse order runs the lock-free
+/// index stack of the idle store under loom).
+pub fn pool_with(max_size: usize, script: Script) -> (Pool<TestManager>, Arc<Probe>) {
     let probe = Arc::new(Probe::default());
     let manager = TestManager {
         probe: probe.clone(),
-        fail_first,
+        script,
     };
     let pool = Pool::builder(manager)
         .max_size(max_size)
         .acquire_timeout(None)
-        .reuse_order(order)
+        .reuse_order(script.order)
         .build()
         .expect("valid configuration");
     (pool, probe)

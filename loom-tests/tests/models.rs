@@ -15,7 +15,7 @@ use std::task::Poll;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{acquire, acquire_owned, check, hold, poll_once, pool, pool_with};
+use loom_tests::{acquire, acquire_owned, check, hold, poll_once, pool, pool_with, Script};
 use quickslot::{Error, ReuseOrder, TryAcquireError};
 
 /// Model 1, no lost wake-up: one resource, a holder that releases it and a
@@ -71,7 +71,13 @@ fn m2_two_waiters_two_releases_lifo() {
 }
 
 fn two_waiters_two_releases(order: ReuseOrder) {
-    let (pool, probe) = pool_with(2, 0, order);
+    let (pool, probe) = pool_with(
+        2,
+        Script {
+            order,
+            ..Script::default()
+        },
+    );
     let a = acquire(&pool).unwrap();
     let b = acquire(&pool).unwrap();
     let waiters: Vec<_> = (0..2)
@@ -189,6 +195,42 @@ fn m5_failed_create_frees_slot() {
         let s = pool.status();
         assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
         assert_eq!((s.created, s.create_errors), (1, 1));
+        assert_eq!((probe.created(), probe.dropped()), (1, 0));
+        drop(pool);
+        assert_eq!(probe.dropped(), 1);
+    });
+}
+
+/// Model 5b, an acquire dropped in the middle of its create frees the slot:
+/// in a pool of one, the first acquire grows and is dropped while its
+/// create is pending, as a second acquire arrives at any point. The second
+/// acquire always completes (with the pool's only resource), the creating
+/// gauge returns to zero and counts are exact.
+#[test]
+fn m5b_cancelled_create_frees_slot() {
+    check("m5b_cancelled_create_frees_slot", || {
+        let (pool, probe) = pool_with(
+            1,
+            Script {
+                pend_first: 1,
+                ..Script::default()
+            },
+        );
+        let mut first = acquire_owned(&pool);
+        assert!(poll_once(&mut first).is_pending());
+        assert_eq!(pool.status().creating, 1);
+        let p = pool.clone();
+        let second = thread::spawn(move || {
+            let r = acquire(&p).unwrap();
+            hold(&r, 2);
+            assert_eq!(r.id, 1);
+        });
+        drop(first);
+        second.join().unwrap();
+
+        let s = pool.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
+        assert_eq!((s.creating, s.created, s.create_errors), (0, 1, 0));
         assert_eq!((probe.created(), probe.dropped()), (1, 0));
         drop(pool);
         assert_eq!(probe.dropped(), 1);
