@@ -3,13 +3,19 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::BuildError;
+use crate::error::{BuildError, HookError};
+use crate::hooks::{Hook, Hooks};
 use crate::idle::ReuseOrder;
-use crate::manager::Manager;
+use crate::manager::{Manager, ResourceInfo};
 use crate::pool::Pool;
 
-/// The largest accepted `max_size`. The idle store is allocated up front.
+/// The largest accepted `max_size` (and `max_size_limit`). The idle store is
+/// allocated up front.
 pub const MAX_SIZE_LIMIT: usize = 1 << 20;
+
+/// The longest pause between two upkeep rounds when no setting asks for a
+/// shorter one.
+const MAX_UPKEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Settings shared by every handle of one pool.
 #[derive(Debug, Clone)]
@@ -22,6 +28,50 @@ pub(crate) struct Config {
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) reuse_order: ReuseOrder,
     pub(crate) track_idle_time: bool,
+    pub(crate) min_idle: usize,
+    pub(crate) max_size_limit: Option<usize>,
+    pub(crate) keepalive_interval: Option<Duration>,
+    pub(crate) leak_threshold: Option<Duration>,
+    pub(crate) leak_backtrace: bool,
+    pub(crate) upkeep_interval: Option<Duration>,
+    pub(crate) name: std::sync::Arc<str>,
+    /// Record metrics (with the `metrics` feature).
+    pub(crate) metrics: bool,
+    // ----- derived by `build` -----
+    /// Some background work is configured (see `upkeep`).
+    pub(crate) needs_upkeep: bool,
+    /// Checkouts are stamped and registered (leak detection or hold-time
+    /// metrics).
+    pub(crate) stamp_checkout: bool,
+}
+
+impl Config {
+    /// The pause between two upkeep rounds: the configured one, or a
+    /// quarter of the shortest period upkeep enforces, at most 30 s.
+    pub(crate) fn upkeep_period(&self) -> Duration {
+        if let Some(interval) = self.upkeep_interval {
+            return interval;
+        }
+        [
+            self.idle_timeout,
+            self.max_lifetime.map(|d| d / 10),
+            self.keepalive_interval,
+            self.leak_threshold,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| d / 4)
+        .fold(
+            if self.metrics {
+                // Gauges are published each round.
+                Duration::from_secs(1)
+            } else {
+                MAX_UPKEEP_INTERVAL
+            },
+            Duration::min,
+        )
+        .max(Duration::from_millis(1))
+    }
 }
 
 impl Default for Config {
@@ -35,6 +85,16 @@ impl Default for Config {
             max_lifetime: None,
             reuse_order: ReuseOrder::Fifo,
             track_idle_time: false,
+            min_idle: 0,
+            max_size_limit: None,
+            keepalive_interval: None,
+            leak_threshold: None,
+            leak_backtrace: false,
+            upkeep_interval: None,
+            name: "quickslot".into(),
+            metrics: true,
+            needs_upkeep: false,
+            stamp_checkout: false,
         }
     }
 }
@@ -44,6 +104,17 @@ impl Default for Config {
 ///
 /// Building validates the settings, creates no resource and needs no
 /// runtime.
+///
+/// # Background upkeep
+///
+/// `min_idle`, `idle_timeout`, `max_lifetime`, `keepalive_interval`,
+/// `leak_threshold` and the `metrics` feature are served by one background
+/// task per pool. It needs a Tokio runtime (with the time driver), so it is
+/// started lazily: by `build` when called inside a runtime, otherwise by
+/// [`Pool::warm_up`] or by the first create (a slow path; the acquire fast
+/// path never checks for it). It holds only a weak reference to the pool
+/// and ends when the last [`Pool`] handle and [`Pooled`](crate::Pooled)
+/// guard are gone, or when the pool is closed.
 ///
 /// ```
 /// use std::time::Duration;
@@ -63,9 +134,10 @@ impl Default for Config {
 /// assert_eq!(pool.status().max_size, 16);
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct Builder<M> {
+pub struct Builder<M: Manager> {
     manager: M,
     config: Config,
+    hooks: Hooks<M::Resource>,
 }
 
 impl<M: Manager> Builder<M> {
@@ -73,6 +145,7 @@ impl<M: Manager> Builder<M> {
         Self {
             manager,
             config: Config::default(),
+            hooks: Hooks::default(),
         }
     }
 
@@ -136,20 +209,183 @@ impl<M: Manager> Builder<M> {
         self
     }
 
+    /// How many idle resources the pool keeps ready, created in the
+    /// background (see [Background upkeep](Self#background-upkeep)) and
+    /// spared by `idle_timeout`. A failing create is retried with
+    /// exponential backoff (100 ms doubling to 30 s, with jitter).
+    /// [`Pool::warm_up`] fills up to it at once. Default: 0. Must not exceed
+    /// `max_size`.
+    ///
+    /// ```
+    /// # use quickslot::{Manager, Pool};
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Resource = ();
+    /// #     type Error = std::convert::Infallible;
+    /// #     async fn create(&self) -> Result<(), Self::Error> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = Pool::builder(M).max_size(8).min_idle(2).build().unwrap();
+    /// pool.warm_up().await.unwrap();
+    /// assert_eq!(pool.status().idle, 2);
+    /// # }
+    /// ```
+    pub fn min_idle(mut self, min_idle: usize) -> Self {
+        self.config.min_idle = min_idle;
+        self
+    }
+
+    /// The largest `max_size` a later [`Pool::resize`] may set. Default:
+    /// `max_size` (the pool can shrink and grow back, not beyond).
+    ///
+    /// The idle store is allocated for this many resources when the pool is
+    /// built: 16 bytes per unit with [`ReuseOrder::Fifo`], about 400 bytes
+    /// per unit with [`ReuseOrder::Lifo`]. Must be between `max_size` and
+    /// [`MAX_SIZE_LIMIT`].
+    ///
+    /// (The store is not swapped on resize: swapping needs an `ArcSwap`
+    /// load, a hazard-slot write and fence, on every acquire and release.)
+    pub fn max_size_limit(mut self, limit: usize) -> Self {
+        self.config.max_size_limit = Some(limit);
+        self
+    }
+
+    /// Idle resources unused for this long are checked in the background
+    /// with [`Manager::recycle`] (and the recycle hooks), so a dead
+    /// connection is found before a request finds it; those that fail are
+    /// dropped. Turns on [`track_idle_time`](Self::track_idle_time).
+    /// Default: `None`.
+    pub fn keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.config.keepalive_interval = interval.into();
+        self
+    }
+
+    /// A resource held longer than this is reported once, as a `tracing`
+    /// warning (target `quickslot::leak`) naming the line that acquired it.
+    /// Costs a clock read, a short lock and a `#[track_caller]` location per
+    /// checkout and return while set; nothing when `None`. Default: `None`.
+    pub fn leak_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.config.leak_threshold = threshold.into();
+        self
+    }
+
+    /// With a `leak_threshold`, also capture a backtrace at every checkout
+    /// and print it in the report (expensive: for debugging). Honours
+    /// `RUST_BACKTRACE`/`RUST_LIB_BACKTRACE` like
+    /// [`Backtrace::capture`](std::backtrace::Backtrace::capture).
+    /// Default: `false`.
+    pub fn leak_backtrace(mut self, capture: bool) -> Self {
+        self.config.leak_backtrace = capture;
+        self
+    }
+
+    /// The pause between two rounds of background upkeep. Default: a
+    /// quarter of the shortest of `idle_timeout`, `max_lifetime / 10`,
+    /// `keepalive_interval` and `leak_threshold`, at most 30 s.
+    pub fn upkeep_interval(mut self, interval: Duration) -> Self {
+        self.config.upkeep_interval = Some(interval);
+        self
+    }
+
+    /// A name for this pool in `tracing` events and in the `pool` label of
+    /// its metrics. Default: `"quickslot"`.
+    pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Whether this pool records metrics when the crate's `metrics` feature
+    /// is on (it costs two clock reads per checkout for the hold-time
+    /// histogram). Without the feature, nothing is recorded. Default: `true`.
+    pub fn metrics(mut self, record: bool) -> Self {
+        self.config.metrics = record;
+        self
+    }
+
+    /// Runs after each create, before the resource is used. Failing it
+    /// fails the acquire with [`Error::Hook`](crate::Error::Hook) (see
+    /// [`Hook`]).
+    pub fn post_create(mut self, hook: Hook<M::Resource>) -> Self {
+        self.hooks.post_create = Some(hook);
+        self
+    }
+
+    /// Runs on an idle resource before [`Manager::recycle`]. Failing it
+    /// fails the acquire with [`Error::Hook`](crate::Error::Hook).
+    pub fn pre_recycle(mut self, hook: Hook<M::Resource>) -> Self {
+        self.hooks.pre_recycle = Some(hook);
+        self
+    }
+
+    /// Runs on an idle resource after a successful [`Manager::recycle`].
+    /// Failing it fails the acquire with [`Error::Hook`](crate::Error::Hook).
+    pub fn post_recycle(mut self, hook: Hook<M::Resource>) -> Self {
+        self.hooks.post_recycle = Some(hook);
+        self
+    }
+
+    /// Runs synchronously whenever a resource is returned (in the guard's
+    /// `Drop`, after [`Manager::is_broken`]). An error drops the resource
+    /// and frees its slot; there is no caller to tell, so it is counted in
+    /// [`Discarded::hook`](crate::Discarded::hook) and traced.
+    ///
+    /// ```
+    /// # use quickslot::{Manager, Pool, HookError};
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Resource = Vec<u8>;
+    /// #     type Error = std::convert::Infallible;
+    /// #     async fn create(&self) -> Result<Vec<u8>, Self::Error> { Ok(Vec::new()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = Pool::builder(M)
+    ///     .on_release(|buf: &mut Vec<u8>, _| {
+    ///         if buf.capacity() > 1 << 20 {
+    ///             return Err(HookError::msg("buffer grew too large"));
+    ///         }
+    ///         buf.clear();
+    ///         Ok(())
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// pool.acquire().await.unwrap().extend_from_slice(b"scratch");
+    /// assert!(pool.acquire().await.unwrap().is_empty());
+    /// # }
+    /// ```
+    pub fn on_release<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&mut M::Resource, &ResourceInfo) -> Result<(), HookError> + Send + Sync + 'static,
+    {
+        self.hooks.on_release = Some(Box::new(hook));
+        self
+    }
+
     /// Validates the settings and makes the pool. Creates no resource and
     /// needs no runtime.
     ///
     /// # Errors
     ///
     /// [`BuildError`] naming the setting: `max_size` of 0 or above
-    /// [`MAX_SIZE_LIMIT`], a zero duration, a `create_timeout` or
-    /// `recycle_timeout` longer than the `acquire_timeout`, or an
-    /// `idle_timeout` longer than the `max_lifetime`.
+    /// `max_size_limit` or [`MAX_SIZE_LIMIT`], a `min_idle` above `max_size`,
+    /// a zero duration, a `create_timeout` or `recycle_timeout` longer than
+    /// the `acquire_timeout`, or an `idle_timeout` longer than the
+    /// `max_lifetime`.
     pub fn build(self) -> Result<Pool<M>, BuildError> {
         let mut config = self.config;
         validate(&config)?;
-        config.track_idle_time |= config.idle_timeout.is_some();
-        Ok(Pool::from_parts(self.manager, config))
+        config.track_idle_time |=
+            config.idle_timeout.is_some() || config.keepalive_interval.is_some();
+        config.metrics &= cfg!(feature = "metrics");
+        config.stamp_checkout = config.leak_threshold.is_some() || config.metrics;
+        config.needs_upkeep = config.min_idle > 0
+            || config.idle_timeout.is_some()
+            || config.max_lifetime.is_some()
+            || config.keepalive_interval.is_some()
+            || config.leak_threshold.is_some()
+            || config.metrics;
+        let mut hooks = self.hooks;
+        hooks.around_recycle = hooks.pre_recycle.is_some() || hooks.post_recycle.is_some();
+        Ok(Pool::from_parts(self.manager, config, hooks))
     }
 }
 
@@ -163,12 +399,39 @@ fn validate(c: &Config) -> Result<(), BuildError> {
             limit: MAX_SIZE_LIMIT,
         });
     }
+    if c.min_idle > c.max_size {
+        return Err(BuildError::TooLarge {
+            setting: "min_idle",
+            value: c.min_idle,
+            bound: "max_size",
+            bound_value: c.max_size,
+        });
+    }
+    if let Some(limit) = c.max_size_limit {
+        if limit > MAX_SIZE_LIMIT {
+            return Err(BuildError::MaxSizeTooLarge {
+                max_size: limit,
+                limit: MAX_SIZE_LIMIT,
+            });
+        }
+        if c.max_size > limit {
+            return Err(BuildError::TooLarge {
+                setting: "max_size",
+                value: c.max_size,
+                bound: "max_size_limit",
+                bound_value: limit,
+            });
+        }
+    }
     let durations = [
         ("acquire_timeout", c.acquire_timeout),
         ("create_timeout", c.create_timeout),
         ("recycle_timeout", c.recycle_timeout),
         ("idle_timeout", c.idle_timeout),
         ("max_lifetime", c.max_lifetime),
+        ("keepalive_interval", c.keepalive_interval),
+        ("leak_threshold", c.leak_threshold),
+        ("upkeep_interval", c.upkeep_interval),
     ];
     for (setting, value) in durations {
         if value == Some(Duration::ZERO) {
@@ -210,10 +473,11 @@ fn validate(c: &Config) -> Result<(), BuildError> {
     Ok(())
 }
 
-impl<M> fmt::Debug for Builder<M> {
+impl<M: Manager> fmt::Debug for Builder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }

@@ -12,12 +12,20 @@
 //! * `queue`: waiter records in arrival order (it may also hold records whose
 //!   waiter gave up; they are skipped).
 //! * `waiters`: how many records are registered and not yet granted,
-//!   cancelled or closed. It gates the fast path: while it is non-zero, an
-//!   arrival never takes an idle resource, so waiters are served in order.
+//!   cancelled or closed, plus the `OVER` bit on top. It gates the fast
+//!   path: while it is non-zero, an arrival never takes an idle resource, so
+//!   waiters are served in order, and a release takes the slow branch.
+//! * `OVER` (in `waiters`): set by a shrinking [`Core::resize`] while the
+//!   size may exceed `max_size`. Folding it into the word both fast paths
+//!   already test makes a resizable pool cost nothing on them: only the
+//!   slow branches look at it, and there a release that finds
+//!   `size > max_size` sheds what it returns instead of passing it on.
 //!
 //! # Invariants
 //!
-//! * `size <= max_size` at all times (a grow is a CAS that checks it).
+//! * `size <= max_size` at all times (a grow is a CAS that checks it),
+//!   except after a shrinking resize, while `OVER` is set: then no grow
+//!   succeeds and every release sheds until `size <= max_size`.
 //! * Every slot is in exactly one place: an idle resource, a resource held by
 //!   a user, a create in flight, or a [`Grant`] being passed along.
 //! * No lost wake-up: a waiter registers (count, then queue), issues a
@@ -34,9 +42,11 @@
 
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::idle::{IdleStore, ReuseOrder};
-use crate::sync::{fence, Arc, AtomicUsize, CachePadded, Ordering, SegQueue};
+use crate::sync::{fence, Arc, AtomicUsize, CachePadded, Event, EventListener, Ordering, SegQueue};
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
+/// In `waiters`: a shrink is in progress (see the module docs).
+const OVER: usize = 1 << (usize::BITS - 1);
 
 /// Why a grant could not be had without waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,19 +72,28 @@ pub(crate) struct Core<T> {
     queue: SegQueue<Arc<Waiter<T>>>,
     /// Resources dropped because the pool was closed. Statistics only.
     dropped_closed: AtomicUsize,
+    /// Resources dropped because a shrink left the pool too large.
+    /// Statistics only.
+    dropped_resized: AtomicUsize,
+    /// Notified when a closed pool's size reaches zero (for `drain`).
+    emptied: Event,
 }
 
 impl<T> Core<T> {
-    pub(crate) fn new(max_size: usize, order: ReuseOrder) -> Self {
+    /// `capacity` (at least `max_size`) bounds every later resize.
+    pub(crate) fn new(max_size: usize, capacity: usize, order: ReuseOrder) -> Self {
+        debug_assert!(max_size <= capacity);
         Self {
             state: CachePadded::new(AtomicUsize::new(0)),
             waiters: CachePadded::new(AtomicUsize::new(0)),
             stale: CachePadded::new(AtomicUsize::new(0)),
             compacting: AtomicUsize::new(0),
             max_size: AtomicUsize::new(max_size),
-            idle: IdleStore::new(order, max_size),
+            idle: IdleStore::new(order, capacity),
             queue: SegQueue::new(),
             dropped_closed: AtomicUsize::new(0),
+            dropped_resized: AtomicUsize::new(0),
+            emptied: Event::new(),
         }
     }
 
@@ -101,12 +120,23 @@ impl<T> Core<T> {
 
     pub(crate) fn waiting(&self) -> usize {
         // SeqCst: see `register`.
-        self.waiters.load(Ordering::SeqCst)
+        self.waiters.load(Ordering::SeqCst) & !OVER
     }
 
     pub(crate) fn dropped_closed(&self) -> usize {
         // Relaxed: statistics only.
         self.dropped_closed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn dropped_resized(&self) -> usize {
+        // Relaxed: statistics only.
+        self.dropped_resized.load(Ordering::Relaxed)
+    }
+
+    /// Listens for a closed pool's size reaching zero. Listen, then check
+    /// [`size`](Self::size), then await.
+    pub(crate) fn listen_emptied(&self) -> EventListener {
+        self.emptied.listen()
     }
 
     // ----- acquire side -----
@@ -138,8 +168,9 @@ impl<T> Core<T> {
             if state & CLOSED != 0 {
                 return Err(Busy::Closed);
             }
-            // Relaxed: max_size is configuration; a stale value only delays
-            // the effect of a resize by one attempt.
+            // Relaxed: a grow racing a resize may use either value. A waiter
+            // that must see a raised value reads it after the SeqCst fence
+            // in `recheck`, which pairs with the fence in `resize`.
             if state >= self.max_size.load(Ordering::Relaxed) {
                 return Err(Busy::Full);
             }
@@ -266,7 +297,14 @@ impl<T> Core<T> {
         loop {
             // SeqCst: pairs with `register`; a stale zero is caught by the
             // re-check after parking.
-            if self.waiters.load(Ordering::SeqCst) != 0 {
+            let waiters = self.waiters.load(Ordering::SeqCst);
+            if waiters != 0 {
+                if waiters & OVER != 0 {
+                    match self.shed(grant) {
+                        Ok(()) => return,
+                        Err(back) => grant = back,
+                    }
+                }
                 match self.hand_to_waiter(grant) {
                     Ok(()) => return,
                     Err(back) => grant = back,
@@ -342,8 +380,13 @@ impl<T> Core<T> {
     fn reclaim_slow(&self, closed: bool) -> Option<Grant<T>> {
         if closed {
             self.drain_idle_closed();
+            if self.size() == 0 {
+                self.emptied.notify(usize::MAX);
+            }
             return None;
         }
+        // A shrink began: what we parked may be above the new maximum.
+        self.shed_idle();
         // An empty queue with a non-zero count means the registering waiter
         // has not queued yet (its own re-check will see what we parked) or
         // another releaser holds its record (and serves it).
@@ -360,6 +403,99 @@ impl<T> Core<T> {
         }
     }
 
+    // ----- resize -----
+
+    /// Sets `max_size` (at most the idle store's capacity, checked by the
+    /// caller). Growing hands the new room to queued waiters as slots;
+    /// shrinking sets `OVER`, drops idle resources until the size fits, and
+    /// leaves the rest to releases, which shed while the size is too large.
+    pub(crate) fn resize(&self, new_max: usize) {
+        // SeqCst: ordered before the fence below, so a waiter whose re-check
+        // follows that fence sees the new maximum in its `try_grow`.
+        let old = self.max_size.swap(new_max, Ordering::SeqCst);
+        if new_max < old {
+            // SeqCst: set before the fence below; a releaser whose fence
+            // comes later sees it in `release`/`reclaim` and sheds.
+            self.waiters.fetch_or(OVER, Ordering::SeqCst);
+        }
+        // SeqCst fence: pairs with the fences in `recheck` and `release`
+        // (Dekker): either a concurrent waiter's re-check sees the new
+        // maximum, or we see its count below; either a concurrent releaser
+        // sees `OVER`, or we see what it parked below.
+        fence(Ordering::SeqCst);
+        if new_max < old {
+            self.shed_idle();
+        } else {
+            // At most one slot per unit of new room; each goes to the head
+            // waiter (or straight back if that waiter is gone).
+            for _ in old..new_max {
+                if self.waiting() == 0 || self.queue.is_empty() || self.try_grow().is_err() {
+                    break;
+                }
+                self.release(Grant::Slot);
+            }
+            self.settle_over();
+        }
+    }
+
+    /// While `OVER`: a returned grant is dropped if the pool is too large.
+    /// `Err` gives it back when the size fits (and clears `OVER`).
+    #[cold]
+    fn shed(&self, grant: Grant<T>) -> Result<(), Grant<T>> {
+        if self.size() > self.max_size_now() {
+            if let Grant::Item(item) = grant {
+                // Relaxed: statistics only.
+                self.dropped_resized.fetch_add(1, Ordering::Relaxed);
+                drop(item);
+            }
+            // SeqCst: as in `try_grow`.
+            self.state.fetch_sub(1, Ordering::SeqCst);
+            return Ok(());
+        }
+        self.settle_over();
+        Err(grant)
+    }
+
+    /// Drops idle resources while the pool is above `max_size`, then clears
+    /// `OVER` if the size fits.
+    fn shed_idle(&self) {
+        // SeqCst: see `resize`.
+        if self.waiters.load(Ordering::SeqCst) & OVER == 0 {
+            return;
+        }
+        while self.size() > self.max_size_now() {
+            let Some(item) = self.idle.pop() else { break };
+            // Relaxed: statistics only.
+            self.dropped_resized.fetch_add(1, Ordering::Relaxed);
+            drop(item);
+            // SeqCst: as in `try_grow`.
+            self.state.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.settle_over();
+    }
+
+    /// Clears `OVER` once the size fits. A shrink racing the clear either
+    /// set `OVER` after it (and it stays set), or stored its maximum before
+    /// it, and then the re-check below sees the new maximum and sets `OVER`
+    /// again.
+    fn settle_over(&self) {
+        if self.size() > self.max_size_now() {
+            return;
+        }
+        // SeqCst: in the total order with the `fetch_or` and the `swap` in
+        // `resize`.
+        self.waiters.fetch_and(!OVER, Ordering::SeqCst);
+        if self.size() > self.max_size_now() {
+            // SeqCst: as above.
+            self.waiters.fetch_or(OVER, Ordering::SeqCst);
+        }
+    }
+
+    fn max_size_now(&self) -> usize {
+        // SeqCst: ordered with the `swap` in `resize` (see `settle_over`).
+        self.max_size.load(Ordering::SeqCst)
+    }
+
     // ----- close -----
 
     /// Closes the pool: waiters are told, idle resources dropped, later
@@ -374,6 +510,9 @@ impl<T> Core<T> {
         fence(Ordering::SeqCst);
         self.close_waiters();
         self.drain_idle_closed();
+        if self.size() == 0 {
+            self.emptied.notify(usize::MAX);
+        }
         first
     }
 

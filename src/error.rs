@@ -21,6 +21,15 @@ pub enum Error<E> {
     },
     /// The pool is closed.
     Closed,
+    /// A hook set on the [`Builder`](crate::Builder) failed. The resource it
+    /// ran on was dropped and its slot freed; the error is returned at once.
+    #[non_exhaustive]
+    Hook {
+        /// Which hook failed.
+        hook: HookKind,
+        /// What it returned.
+        error: HookError,
+    },
 }
 
 impl<E> Error<E> {
@@ -34,7 +43,15 @@ impl<E> Error<E> {
         match self {
             Self::Create(e) => Some(e),
             Self::Timeout { last_error, .. } => last_error.as_ref(),
-            Self::Closed => None,
+            Self::Closed | Self::Hook { .. } => None,
+        }
+    }
+
+    /// The hook that failed and its error, if this is [`Error::Hook`].
+    pub fn hook_error(&self) -> Option<(HookKind, &HookError)> {
+        match self {
+            Self::Hook { hook, error } => Some((*hook, error)),
+            _ => None,
         }
     }
 }
@@ -52,13 +69,97 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 last_error: None,
             } => write!(f, "timed out while {phase}"),
             Self::Closed => f.write_str("the pool is closed"),
+            Self::Hook { hook, error } => write!(f, "the {hook} hook failed: {error}"),
         }
     }
 }
 
 impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.manager_error().map(|e| e as _)
+        match self {
+            Self::Hook { error, .. } => Some(error),
+            _ => self.manager_error().map(|e| e as _),
+        }
+    }
+}
+
+/// Which [hook](crate::Hook) failed, in [`Error::Hook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HookKind {
+    /// [`Builder::post_create`](crate::Builder::post_create).
+    PostCreate,
+    /// [`Builder::pre_recycle`](crate::Builder::pre_recycle).
+    PreRecycle,
+    /// [`Builder::post_recycle`](crate::Builder::post_recycle).
+    PostRecycle,
+    /// [`Builder::on_release`](crate::Builder::on_release) (never returned
+    /// to a caller: a release has none; it is counted and traced).
+    OnRelease,
+}
+
+impl HookKind {
+    /// The hook's name, as the builder method is called.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PostCreate => "post_create",
+            Self::PreRecycle => "pre_recycle",
+            Self::PostRecycle => "post_recycle",
+            Self::OnRelease => "on_release",
+        }
+    }
+}
+
+impl fmt::Display for HookKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error a [hook](crate::Hook) returns: any error, boxed, or a message.
+///
+/// ```
+/// use quickslot::HookError;
+///
+/// let from_message = HookError::msg("the session is read-only");
+/// let from_error = HookError::new(std::io::Error::other("reset failed"));
+/// assert_eq!(from_message.to_string(), "the session is read-only");
+/// assert_eq!(from_error.to_string(), "reset failed");
+/// ```
+#[derive(Debug)]
+pub struct HookError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl HookError {
+    /// Wraps an error.
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self(error.into())
+    }
+
+    /// An error that is only a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self(message.to_string().into())
+    }
+
+    /// The wrapped error.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// Unwraps the error.
+    pub fn into_inner(self) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self.0
+    }
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for HookError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 
@@ -131,6 +232,18 @@ pub enum BuildError {
         /// The setting's name, as the builder method is called.
         setting: &'static str,
     },
+    /// `min_idle` is larger than `max_size`, or `max_size` larger than
+    /// `max_size_limit`.
+    TooLarge {
+        /// The setting whose value is out of bounds.
+        setting: &'static str,
+        /// Its value.
+        value: usize,
+        /// The setting that bounds it.
+        bound: &'static str,
+        /// That setting's value.
+        bound_value: usize,
+    },
     /// Two settings contradict each other.
     Conflict {
         /// The setting whose value is out of bounds.
@@ -152,6 +265,15 @@ impl fmt::Display for BuildError {
                 write!(f, "max_size {max_size} is above the limit of {limit}")
             }
             Self::ZeroDuration { setting } => write!(f, "{setting} must not be zero"),
+            Self::TooLarge {
+                setting,
+                value,
+                bound,
+                bound_value,
+            } => write!(
+                f,
+                "{setting} ({value}) must not exceed {bound} ({bound_value})"
+            ),
             Self::Conflict {
                 setting,
                 value,

@@ -617,6 +617,10 @@ impl Harness {
                 }
                 match e {
                     Error::Create(_) => {}
+                    // The harness sets no hooks.
+                    Error::Hook { hook, .. } => {
+                        self.fail(format_args!("hook {hook} failed, but none is set"));
+                    }
                     Error::Closed => {
                         if !self.closed {
                             self.fail("Closed from an open pool");

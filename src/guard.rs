@@ -5,7 +5,7 @@ use std::ops::{Deref, DerefMut};
 
 use crate::handoff::Grant;
 use crate::manager::{Manager, ResourceInfo};
-use crate::pool::{Entry, Shared};
+use crate::pool::{Entry, Reason, Shared};
 use crate::status::Counter;
 use crate::sync::Arc;
 
@@ -58,7 +58,10 @@ impl<M: Manager> Pooled<M> {
     /// # }
     /// ```
     pub fn detach(mut this: Self) -> M::Resource {
-        let entry = this.entry.take().expect("present until drop");
+        let mut entry = this.entry.take().expect("present until drop");
+        if this.shared.config.stamp_checkout {
+            this.shared.unstamp(&mut entry);
+        }
         this.shared.stats.add(Counter::Detached, 1);
         this.shared.core.release(Grant::Slot);
         entry.resource
@@ -67,10 +70,11 @@ impl<M: Manager> Pooled<M> {
     /// Drops the resource instead of returning it (for example after an
     /// error that leaves it unusable), and frees its slot. Counted as broken.
     pub fn discard(mut this: Self) {
-        let entry = this.entry.take().expect("present until drop");
-        this.shared.stats.add(Counter::Broken, 1);
-        drop(entry);
-        this.shared.core.release(Grant::Slot);
+        let mut entry = this.entry.take().expect("present until drop");
+        if this.shared.config.stamp_checkout {
+            this.shared.unstamp(&mut entry);
+        }
+        this.shared.discard(Reason::Broken, entry);
     }
 
     /// The pool's bookkeeping for this resource.

@@ -48,19 +48,25 @@ mod error;
 pub mod fuzzing;
 mod guard;
 mod handoff;
+mod hooks;
 mod idle;
+mod leak;
 mod manager;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod pool;
 mod status;
 mod sync;
+mod upkeep;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
 pub use crate::builder::{Builder, MAX_SIZE_LIMIT};
-pub use crate::error::{BuildError, Error, TimeoutPhase, TryAcquireError};
+pub use crate::error::{BuildError, Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
 pub use crate::guard::Pooled;
+pub use crate::hooks::{Hook, HookFuture};
 pub use crate::idle::ReuseOrder;
 pub use crate::manager::{Manager, ResourceInfo};
-pub use crate::pool::Pool;
+pub use crate::pool::{Drained, Pool};
 pub use crate::status::{Discarded, Status};

@@ -92,15 +92,32 @@ pub struct ResourceInfo {
     pub(crate) created_at: Instant,
     pub(crate) last_returned: Option<Instant>,
     pub(crate) uses: u64,
+    pub(crate) lifetime: Option<Duration>,
 }
 
 impl ResourceInfo {
-    pub(crate) fn new(created_at: Instant) -> Self {
+    pub(crate) fn new(created_at: Instant, lifetime: Option<Duration>) -> Self {
         Self {
             created_at,
             last_returned: None,
             uses: 0,
+            lifetime,
         }
+    }
+
+    /// This resource's own lifetime: the builder's `max_lifetime` scaled by
+    /// a factor drawn once at creation between 0.9 and 1.0, so resources
+    /// created together do not all expire together. `None` without a
+    /// `max_lifetime`.
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.lifetime
+    }
+
+    /// Whether the resource is past its [`lifetime`](Self::lifetime) at
+    /// `now`.
+    pub(crate) fn expired_at(&self, now: Instant) -> bool {
+        self.lifetime
+            .is_some_and(|life| now.saturating_duration_since(self.created_at) >= life)
     }
 
     /// When the manager created the resource.

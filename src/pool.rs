@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
+use std::panic::Location;
 use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::Duration;
@@ -10,12 +11,15 @@ use tokio::time::Instant;
 
 use crate::builder::{Builder, Config};
 use crate::core::{Busy, Core};
-use crate::error::{Error, TimeoutPhase, TryAcquireError};
+use crate::error::{Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
 use crate::guard::Pooled;
 use crate::handoff::{Grant, Outcome, Waiter};
+use crate::hooks::Hooks;
+use crate::leak::{Leaks, Stamp};
 use crate::manager::{Manager, ResourceInfo};
 use crate::status::{Counter, Stats, Status};
 use crate::sync::Arc;
+use crate::upkeep::Upkeep;
 
 /// A resource with its bookkeeping, as it sits in the pool.
 ///
@@ -29,6 +33,11 @@ pub(crate) type Entry<R> = Box<Slot<R>>;
 pub(crate) struct Slot<R> {
     pub(crate) resource: R,
     pub(crate) info: ResourceInfo,
+    /// The last keepalive check, if any (upkeep only).
+    pub(crate) checked_at: Option<Instant>,
+    /// The current checkout, when checkouts are stamped (leak detection or
+    /// hold-time metrics).
+    pub(crate) stamp: Option<Stamp>,
 }
 
 /// Everything the handles of one pool share.
@@ -37,6 +46,91 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: M,
     pub(crate) config: Config,
     pub(crate) stats: Stats,
+    pub(crate) hooks: Hooks<M::Resource>,
+    /// Whether a return needs more than `is_broken` and a release: a
+    /// clock read (idle time, lifetime), an unstamp or an `on_release` hook.
+    /// The one flag the release path tests.
+    release_extras: bool,
+    pub(crate) upkeep: Upkeep,
+    /// The checked-out registry, with a `leak_threshold`.
+    pub(crate) leaks: Option<Leaks>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::Metrics>,
+}
+
+/// Why a resource left the pool; named in `tracing` events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reason {
+    Broken,
+    Expired,
+    IdleTimeout,
+    RecycleFailed,
+    KeepaliveFailed,
+    Hook(HookKind),
+}
+
+impl Reason {
+    fn counter(self) -> Counter {
+        match self {
+            Self::Broken => Counter::Broken,
+            Self::Expired | Self::IdleTimeout => Counter::Expired,
+            Self::RecycleFailed | Self::KeepaliveFailed => Counter::RecycleFailed,
+            Self::Hook(_) => Counter::Hook,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Broken => "broken",
+            Self::Expired => "past its lifetime",
+            Self::IdleTimeout => "idle too long",
+            Self::RecycleFailed => "recycle failed",
+            Self::KeepaliveFailed => "keepalive check failed",
+            Self::Hook(HookKind::PostCreate) => "post_create hook failed",
+            Self::Hook(HookKind::PreRecycle) => "pre_recycle hook failed",
+            Self::Hook(HookKind::PostRecycle) => "post_recycle hook failed",
+            Self::Hook(_) => "on_release hook failed",
+        }
+    }
+}
+
+/// Why a create gave no resource.
+pub(crate) enum CreateFail<E> {
+    Manager(E),
+    /// `create_timeout` passed.
+    Timeout,
+    Hook(HookKind, HookError),
+}
+
+/// Why a recycle (with its hooks) rejected a resource.
+pub(crate) enum RecycleFail<E> {
+    Manager(E),
+    /// `recycle_timeout` passed.
+    Timeout,
+    Hook(HookKind, HookError),
+}
+
+/// How a recycle in an acquire ended.
+enum Recycled<E> {
+    Ok,
+    /// The manager's error, or `None` when `recycle_timeout` passed.
+    Failed(Option<E>),
+    Hook(HookKind, HookError),
+    /// The acquire's deadline passed.
+    DeadlinePassed,
+}
+
+/// What [`Pool::drain`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Drained {
+    /// Resources checked out (or being created) when the drain began.
+    pub checked_out: usize,
+    /// Of those, how many came back (and were dropped) before the deadline.
+    pub returned: usize,
+    /// How many were still out at the deadline. They are dropped whenever
+    /// they come back.
+    pub outstanding: usize,
 }
 
 /// A pool of resources made by a [`Manager`].
@@ -88,15 +182,32 @@ impl<M: Manager> Pool<M> {
         Builder::new(manager)
     }
 
-    pub(crate) fn from_parts(manager: M, config: Config) -> Self {
-        Self {
+    pub(crate) fn from_parts(manager: M, config: Config, hooks: Hooks<M::Resource>) -> Self {
+        let capacity = config.max_size_limit.unwrap_or(config.max_size);
+        let release_extras = config.track_idle_time
+            || config.max_lifetime.is_some()
+            || config.stamp_checkout
+            || hooks.on_release.is_some();
+        let pool = Self {
             shared: Arc::new(Shared {
-                core: Core::new(config.max_size, config.reuse_order),
+                core: Core::new(config.max_size, capacity, config.reuse_order),
                 manager,
+                leaks: config
+                    .leak_threshold
+                    .map(|_| Leaks::new(config.leak_backtrace)),
+                #[cfg(feature = "metrics")]
+                metrics: config
+                    .metrics
+                    .then(|| crate::metrics::Metrics::new(&config.name)),
                 config,
                 stats: Stats::new(),
+                hooks,
+                release_extras,
+                upkeep: Upkeep::new(),
             }),
-        }
+        };
+        crate::upkeep::start(&pool.shared);
+        pool
     }
 
     /// The manager this pool was built with.
@@ -133,8 +244,22 @@ impl<M: Manager> Pool<M> {
     /// next waiter), a create in flight is dropped and its slot freed, and a
     /// resource being recycled is dropped (its state is unknown) and its
     /// slot freed.
+    #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
-        self.acquire_within(self.shared.config.acquire_timeout)
+        let caller = self.caller();
+        self.acquire_within(self.shared.config.acquire_timeout, caller)
+    }
+
+    /// The caller's location, for leak reports; `None` (and no work) unless
+    /// leak detection is on.
+    #[track_caller]
+    #[inline]
+    fn caller(&self) -> Option<&'static Location<'static>> {
+        if self.shared.leaks.is_some() {
+            Some(Location::caller())
+        } else {
+            None
+        }
     }
 
     /// [`acquire`](Self::acquire) with this deadline instead of the
@@ -151,16 +276,19 @@ impl<M: Manager> Pool<M> {
     /// # Cancel safety
     ///
     /// As [`acquire`](Self::acquire).
+    #[track_caller]
     pub fn acquire_timeout(
         &self,
         timeout: Duration,
     ) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
-        self.acquire_within(Some(timeout))
+        let caller = self.caller();
+        self.acquire_within(Some(timeout), caller)
     }
 
     async fn acquire_within(
         &self,
         timeout: Option<Duration>,
+        caller: Option<&'static Location<'static>>,
     ) -> Result<Pooled<M>, Error<M::Error>> {
         let shared = &*self.shared;
         // The slow parts (waiting, creating) are boxed, so the future stays
@@ -191,8 +319,8 @@ impl<M: Manager> Pool<M> {
         loop {
             match grant {
                 Grant::Item(mut entry) => {
-                    if shared.expired(&entry.info) {
-                        shared.stats.add(Counter::Expired, 1);
+                    if let Some(reason) = shared.expired(&entry.info) {
+                        shared.discarded(reason, &entry.info);
                         drop(entry);
                         grant = Grant::Slot;
                         continue;
@@ -201,12 +329,23 @@ impl<M: Manager> Pool<M> {
                     // passed), the resource is in an unknown state: it drops
                     // with `entry` and `slot` frees its slot.
                     slot.recycling = true;
-                    let recycled = {
+                    let recycled = if shared.hooks.around_recycle {
+                        match deadline
+                            .run(Box::pin(shared.recycle_hooked(&mut entry)))
+                            .await
+                        {
+                            Some(Ok(())) => Recycled::Ok,
+                            Some(Err(RecycleFail::Manager(e))) => Recycled::Failed(Some(e)),
+                            Some(Err(RecycleFail::Timeout)) => Recycled::Failed(None),
+                            Some(Err(RecycleFail::Hook(kind, e))) => Recycled::Hook(kind, e),
+                            None => Recycled::DeadlinePassed,
+                        }
+                    } else {
                         let fut = shared.manager.recycle(&mut entry.resource, &entry.info);
                         let mut fut = pin!(fut);
                         // Poll once without any timer: most recycles finish
                         // at once.
-                        match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+                        let result = match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
                             Poll::Ready(result) => Some(result.map_err(Some)),
                             Poll::Pending => {
                                 let mut inner = Deadline::new(shared.config.recycle_timeout);
@@ -219,22 +358,33 @@ impl<M: Manager> Pool<M> {
                                     })
                                     .await
                             }
+                        };
+                        match result {
+                            Some(Ok(())) => Recycled::Ok,
+                            Some(Err(e)) => Recycled::Failed(e),
+                            None => Recycled::DeadlinePassed,
                         }
                     };
                     slot.recycling = false;
                     match recycled {
-                        Some(Ok(())) => {
+                        Recycled::Ok => {
                             slot.armed = false;
-                            return Ok(self.checked_out(entry, waited));
+                            return Ok(self.checked_out(entry, waited, caller));
                         }
-                        Some(Err(e)) => {
+                        Recycled::Hook(hook, error) => {
+                            shared.discarded(Reason::Hook(hook), &entry.info);
+                            drop(entry);
+                            // `slot` frees the slot.
+                            return Err(Error::Hook { hook, error });
+                        }
+                        Recycled::Failed(e) => {
                             shared.stats.add(Counter::RecycleFailures, 1);
-                            shared.stats.add(Counter::RecycleFailed, 1);
+                            shared.recycle_failed(Reason::RecycleFailed, e.as_ref(), &entry.info);
                             last_error = e.or(last_error);
                             drop(entry);
                             grant = Grant::Slot;
                         }
-                        None => {
+                        Recycled::DeadlinePassed => {
                             shared.stats.add(Counter::Cancelled, 1);
                             drop(entry);
                             drop(slot);
@@ -246,16 +396,27 @@ impl<M: Manager> Pool<M> {
                     if shared.core.is_closed() {
                         return Err(Error::Closed);
                     }
+                    crate::upkeep::start(&self.shared);
                     return match deadline.run(Box::pin(shared.create())).await {
                         Some(Ok(entry)) => {
                             slot.armed = false;
-                            Ok(self.checked_out(entry, waited))
+                            Ok(self.checked_out(entry, waited, caller))
                         }
-                        Some(Err(Some(e))) => Err(Error::Create(e)),
-                        Some(Err(None)) => Err(Error::Timeout {
-                            phase: TimeoutPhase::Create,
-                            last_error,
-                        }),
+                        Some(Err(CreateFail::Manager(e))) => Err(Error::Create(e)),
+                        Some(Err(CreateFail::Hook(hook, error))) => {
+                            Err(Error::Hook { hook, error })
+                        }
+                        Some(Err(CreateFail::Timeout)) => {
+                            tracing::warn!(
+                                target: "quickslot",
+                                pool = %shared.config.name,
+                                "acquire failed: create_timeout passed",
+                            );
+                            Err(Error::Timeout {
+                                phase: TimeoutPhase::Create,
+                                last_error,
+                            })
+                        }
                         None => Err(self.timed_out(TimeoutPhase::Create, last_error)),
                     };
                 }
@@ -263,14 +424,31 @@ impl<M: Manager> Pool<M> {
         }
     }
 
+    #[cold]
     fn timed_out(&self, phase: TimeoutPhase, last_error: Option<M::Error>) -> Error<M::Error> {
         self.shared.stats.add(Counter::Timeouts, 1);
+        tracing::warn!(
+            target: "quickslot",
+            pool = %self.shared.config.name,
+            %phase,
+            last_error = last_error.as_ref().map(tracing::field::display),
+            "acquire timed out",
+        );
         Error::Timeout { phase, last_error }
     }
 
-    fn checked_out(&self, entry: Entry<M::Resource>, waited: bool) -> Pooled<M> {
+    #[inline]
+    fn checked_out(
+        &self,
+        mut entry: Entry<M::Resource>,
+        waited: bool,
+        caller: Option<&'static Location<'static>>,
+    ) -> Pooled<M> {
         if !waited {
             self.shared.stats.acquired_immediately();
+        }
+        if self.shared.config.stamp_checkout {
+            self.shared.stamp(&mut entry, caller);
         }
         Pooled::new(self.shared.clone(), entry)
     }
@@ -308,11 +486,15 @@ impl<M: Manager> Pool<M> {
         if result.is_ok() {
             shared.stats.add(Counter::AcquiredAfterWait, 1);
         }
-        let waited = started.elapsed().as_nanos();
+        let waited = started.elapsed();
         shared.stats.add(
             Counter::WaitNanos,
-            u64::try_from(waited).unwrap_or(u64::MAX),
+            u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
         );
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &shared.metrics {
+            m.acquire_wait.record(waited);
+        }
         result
     }
 
@@ -324,6 +506,7 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     ///
     /// [`TryAcquireError`] says why nothing was handed out.
+    #[track_caller]
     pub fn try_acquire(&self) -> Result<Pooled<M>, TryAcquireError> {
         let shared = &*self.shared;
         loop {
@@ -331,12 +514,13 @@ impl<M: Manager> Pool<M> {
                 return Err(TryAcquireError::Closed);
             }
             match shared.core.pop_idle() {
-                Some(entry) if shared.expired(&entry.info) => {
-                    shared.stats.add(Counter::Expired, 1);
-                    drop(entry);
-                    shared.core.release(Grant::Slot);
+                Some(entry) => {
+                    if let Some(reason) = shared.expired(&entry.info) {
+                        shared.discard(reason, entry);
+                        continue;
+                    }
+                    return Ok(self.checked_out(entry, false, self.caller()));
                 }
-                Some(entry) => return Ok(self.checked_out(entry, false)),
                 None if shared.core.waiting() > 0 => return Err(TryAcquireError::Busy),
                 None if shared.core.size() < shared.core.max_size() => {
                     return Err(TryAcquireError::Empty)
@@ -348,30 +532,15 @@ impl<M: Manager> Pool<M> {
 
     /// A snapshot of the pool's gauges and counters.
     pub fn status(&self) -> Status {
-        let core = &self.shared.core;
-        let mut status = Status {
-            max_size: core.max_size(),
-            size: core.size(),
-            idle: core.idle_len(),
-            in_use: 0,
-            creating: 0,
-            waiting: core.waiting(),
-            acquired_immediately: 0,
-            acquired_after_wait: 0,
-            timeouts: 0,
-            created: 0,
-            create_errors: 0,
-            recycle_failures: 0,
-            discarded: Default::default(),
-            total_wait: Duration::ZERO,
-        };
-        self.shared.stats.snapshot_into(&mut status);
-        status.discarded.closed = core.dropped_closed() as u64;
-        status.in_use = status
-            .size
-            .saturating_sub(status.idle)
-            .saturating_sub(status.creating);
-        status
+        self.shared.status()
+    }
+
+    /// Publishes the gauges now (the upkeep task also does, each round).
+    /// A no-op for a pool built with `metrics(false)`.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn publish_metrics(&self) {
+        self.shared.publish_gauges();
     }
 
     /// Closes the pool: waiting acquires fail with [`Error::Closed`], idle
@@ -381,9 +550,150 @@ impl<M: Manager> Pool<M> {
         self.shared.core.close();
     }
 
-    /// Whether [`close`](Self::close) was called.
+    /// Whether [`close`](Self::close) (or [`drain`](Self::drain)) was
+    /// called.
     pub fn is_closed(&self) -> bool {
         self.shared.core.is_closed()
+    }
+
+    /// Shuts the pool down gracefully: stops lending (as
+    /// [`close`](Self::close): waiting and later acquires fail with
+    /// [`Error::Closed`]), drops idle resources now, then waits up to
+    /// `timeout` for the checked-out ones to come back (each is dropped as
+    /// it returns) and reports how many did not.
+    ///
+    /// ```
+    /// # use quickslot::{Manager, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Resource = ();
+    /// #     type Error = std::convert::Infallible;
+    /// #     async fn create(&self) -> Result<(), Self::Error> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = Pool::builder(M).build().unwrap();
+    /// let held = pool.acquire().await.unwrap();
+    /// tokio::spawn(async move {
+    ///     tokio::time::sleep(Duration::from_millis(10)).await;
+    ///     drop(held);
+    /// });
+    /// let report = pool.drain(Duration::from_secs(5)).await;
+    /// assert_eq!((report.returned, report.outstanding), (1, 0));
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime with the time driver, if anything is still
+    /// checked out.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the waiting only; the pool stays closed.
+    pub async fn drain(&self, timeout: Duration) -> Drained {
+        let core = &self.shared.core;
+        core.close();
+        let checked_out = core.size();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let listener = core.listen_emptied();
+            let outstanding = core.size();
+            if outstanding == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, listener).await.is_err() {
+                break;
+            }
+        }
+        let outstanding = core.size();
+        if outstanding > 0 {
+            tracing::warn!(
+                target: "quickslot",
+                pool = %self.shared.config.name,
+                outstanding,
+                "drain: resources still checked out at the deadline",
+            );
+        }
+        Drained {
+            checked_out,
+            returned: checked_out.saturating_sub(outstanding),
+            outstanding,
+        }
+    }
+
+    /// Changes `max_size` at run time, without stopping traffic.
+    ///
+    /// * Growing lets queued acquires create at once.
+    /// * Shrinking drops idle resources until the pool fits; resources in
+    ///   use are dropped as they come back, until it fits. Meanwhile
+    ///   `status().size` may exceed `max_size`, and no acquire creates.
+    ///
+    /// ```
+    /// # use quickslot::{Manager, Pool};
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Resource = ();
+    /// #     type Error = std::convert::Infallible;
+    /// #     async fn create(&self) -> Result<(), Self::Error> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = Pool::builder(M).max_size(4).max_size_limit(64).build().unwrap();
+    /// pool.resize(32).unwrap();
+    /// assert_eq!(pool.status().max_size, 32);
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroMaxSize`](crate::BuildError::ZeroMaxSize) for 0,
+    /// [`BuildError::TooLarge`](crate::BuildError::TooLarge) above the
+    /// builder's [`max_size_limit`](crate::Builder::max_size_limit).
+    pub fn resize(&self, max_size: usize) -> Result<(), crate::BuildError> {
+        let config = &self.shared.config;
+        let limit = config.max_size_limit.unwrap_or(config.max_size);
+        if max_size == 0 {
+            return Err(crate::BuildError::ZeroMaxSize);
+        }
+        if max_size > limit {
+            return Err(crate::BuildError::TooLarge {
+                setting: "max_size",
+                value: max_size,
+                bound: "max_size_limit",
+                bound_value: limit,
+            });
+        }
+        tracing::debug!(target: "quickslot", pool = %config.name, max_size, "resize");
+        self.shared.core.resize(max_size);
+        self.shared.upkeep.wake();
+        Ok(())
+    }
+
+    /// Fills the pool up to the builder's
+    /// [`min_idle`](crate::Builder::min_idle) now, one create at a time, and
+    /// starts the background upkeep if it is not running yet.
+    ///
+    /// # Errors
+    ///
+    /// The first failure: [`Error::Create`], [`Error::Hook`] (`post_create`),
+    /// [`Error::Timeout`] (`create_timeout`), or [`Error::Closed`]. The
+    /// background task keeps trying after it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops the create in flight, if any, and frees its slot.
+    pub async fn warm_up(&self) -> Result<(), Error<M::Error>> {
+        crate::upkeep::start(&self.shared);
+        match self.shared.fill_min_idle().await {
+            Ok(()) => Ok(()),
+            Err(Some(CreateFail::Manager(e))) => Err(Error::Create(e)),
+            Err(Some(CreateFail::Hook(hook, error))) => Err(Error::Hook { hook, error }),
+            Err(Some(CreateFail::Timeout)) => Err(Error::Timeout {
+                phase: TimeoutPhase::Create,
+                last_error: None,
+            }),
+            Err(None) => Err(Error::Closed),
+        }
     }
 
     /// Drops the idle resources for which `keep` returns `false`, and
@@ -413,65 +723,263 @@ impl<M: Manager> Pool<M> {
 }
 
 impl<M: Manager> Shared<M> {
-    /// Whether a resource found idle is past `idle_timeout` or
-    /// `max_lifetime`. Reads the clock only when one of them is set.
-    fn expired(&self, info: &ResourceInfo) -> bool {
-        let c = &self.config;
-        if c.max_lifetime.is_none() && c.idle_timeout.is_none() {
-            return false;
-        }
-        let now = Instant::now();
-        c.max_lifetime
-            .is_some_and(|max| now.saturating_duration_since(info.created_at) >= max)
-            || matches!(
-                (c.idle_timeout, info.last_returned),
-                (Some(idle), Some(at)) if now.saturating_duration_since(at) >= idle
-            )
+    pub(crate) fn status(&self) -> Status {
+        let core = &self.core;
+        let mut status = Status {
+            max_size: core.max_size(),
+            size: core.size(),
+            idle: core.idle_len(),
+            in_use: 0,
+            creating: 0,
+            waiting: core.waiting(),
+            acquired_immediately: 0,
+            acquired_after_wait: 0,
+            timeouts: 0,
+            created: 0,
+            create_errors: 0,
+            recycle_failures: 0,
+            discarded: Default::default(),
+            total_wait: Duration::ZERO,
+            leaks_reported: 0,
+        };
+        self.stats.snapshot_into(&mut status);
+        status.discarded.closed = core.dropped_closed() as u64;
+        status.discarded.resized = core.dropped_resized() as u64;
+        status.in_use = status
+            .size
+            .saturating_sub(status.idle)
+            .saturating_sub(status.creating);
+        status
     }
 
-    /// `Err(None)` is a `create_timeout`.
-    async fn create(&self) -> Result<Entry<M::Resource>, Option<M::Error>> {
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_gauges(&self) {
+        if let Some(m) = &self.metrics {
+            m.publish(&self.status());
+        }
+    }
+
+    /// Why a resource found idle must go: past its lifetime, or idle past
+    /// `idle_timeout` while the pool holds more than `min_idle` resources.
+    /// Reads the clock only when one of them is set.
+    #[inline]
+    fn expired(&self, info: &ResourceInfo) -> Option<Reason> {
+        let c = &self.config;
+        if c.max_lifetime.is_none() && c.idle_timeout.is_none() {
+            return None;
+        }
+        self.expired_at(info, Instant::now())
+    }
+
+    #[cold]
+    fn expired_at(&self, info: &ResourceInfo, now: Instant) -> Option<Reason> {
+        if info.expired_at(now) {
+            return Some(Reason::Expired);
+        }
+        let idle_too_long = matches!(
+            (self.config.idle_timeout, info.last_returned),
+            (Some(idle), Some(at)) if now.saturating_duration_since(at) >= idle
+        );
+        (idle_too_long && self.core.size() > self.config.min_idle).then_some(Reason::IdleTimeout)
+    }
+
+    /// Counts and traces a resource leaving the pool. The caller drops it.
+    #[cold]
+    pub(crate) fn discarded(&self, reason: Reason, info: &ResourceInfo) {
+        self.stats.add(reason.counter(), 1);
+        tracing::debug!(
+            target: "quickslot",
+            pool = %self.config.name,
+            reason = reason.as_str(),
+            age = ?info.age(),
+            uses = info.uses,
+            "resource discarded",
+        );
+        if self.config.min_idle > 0 {
+            self.upkeep.wake();
+        }
+    }
+
+    /// Drops a resource and frees its slot.
+    #[cold]
+    pub(crate) fn discard(&self, reason: Reason, entry: Entry<M::Resource>) {
+        self.discarded(reason, &entry.info);
+        drop(entry);
+        self.core.release(Grant::Slot);
+    }
+
+    #[cold]
+    pub(crate) fn recycle_failed(&self, reason: Reason, e: Option<&M::Error>, info: &ResourceInfo) {
+        tracing::info!(
+            target: "quickslot",
+            pool = %self.config.name,
+            error = e.map(tracing::field::display),
+            timed_out = e.is_none(),
+            "{}",
+            reason.as_str(),
+        );
+        self.discarded(reason, info);
+    }
+
+    /// Creates one resource under `create_timeout`, and runs `post_create`.
+    pub(crate) async fn create(&self) -> Result<Entry<M::Resource>, CreateFail<M::Error>> {
         self.stats.creating(1);
         let _creating = CreatingGauge(&self.stats);
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         let mut deadline = Deadline::new(self.config.create_timeout);
-        match deadline.run(self.manager.create()).await {
-            Some(Ok(resource)) => {
-                self.stats.add(Counter::Created, 1);
-                Ok(Box::new(Slot {
+        let created = deadline
+            .run(async {
+                let resource = self.manager.create().await.map_err(CreateFail::Manager)?;
+                let info = ResourceInfo::new(
+                    Instant::now(),
+                    self.config.max_lifetime.map(crate::upkeep::jittered),
+                );
+                let mut entry = Box::new(Slot {
                     resource,
-                    info: ResourceInfo::new(Instant::now()),
-                }))
+                    info,
+                    checked_at: None,
+                    stamp: None,
+                });
+                if let Some(hook) = &self.hooks.post_create {
+                    if let Err((kind, e)) = hook
+                        .run(HookKind::PostCreate, &mut entry.resource, &entry.info)
+                        .await
+                    {
+                        self.discarded(Reason::Hook(kind), &entry.info);
+                        return Err(CreateFail::Hook(kind, e));
+                    }
+                }
+                Ok(entry)
+            })
+            .await
+            .unwrap_or(Err(CreateFail::Timeout));
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            m.create_time.record(started.elapsed());
+        }
+        match &created {
+            Ok(_) => {
+                self.stats.add(Counter::Created, 1);
+                tracing::debug!(target: "quickslot", pool = %self.config.name, "resource created");
             }
-            Some(Err(e)) => {
+            Err(fail) => {
                 self.stats.add(Counter::CreateErrors, 1);
-                Err(Some(e))
+                match fail {
+                    CreateFail::Manager(e) => tracing::warn!(
+                        target: "quickslot",
+                        pool = %self.config.name,
+                        error = %e,
+                        "create failed",
+                    ),
+                    CreateFail::Timeout => tracing::warn!(
+                        target: "quickslot",
+                        pool = %self.config.name,
+                        "create failed: create_timeout passed",
+                    ),
+                    CreateFail::Hook(kind, e) => tracing::warn!(
+                        target: "quickslot",
+                        pool = %self.config.name,
+                        hook = %kind,
+                        error = %e,
+                        "create failed: hook failed",
+                    ),
+                }
             }
-            None => {
-                self.stats.add(Counter::CreateErrors, 1);
-                Err(None)
+        }
+        created
+    }
+
+    /// The recycle hooks around [`Manager::recycle`], all under
+    /// `recycle_timeout`.
+    pub(crate) async fn recycle_hooked(
+        &self,
+        entry: &mut Slot<M::Resource>,
+    ) -> Result<(), RecycleFail<M::Error>> {
+        let mut deadline = Deadline::new(self.config.recycle_timeout);
+        let run = async {
+            if let Some(hook) = &self.hooks.pre_recycle {
+                hook.run(HookKind::PreRecycle, &mut entry.resource, &entry.info)
+                    .await
+                    .map_err(|(k, e)| RecycleFail::Hook(k, e))?;
             }
+            self.manager
+                .recycle(&mut entry.resource, &entry.info)
+                .await
+                .map_err(RecycleFail::Manager)?;
+            if let Some(hook) = &self.hooks.post_recycle {
+                hook.run(HookKind::PostRecycle, &mut entry.resource, &entry.info)
+                    .await
+                    .map_err(|(k, e)| RecycleFail::Hook(k, e))?;
+            }
+            Ok(())
+        };
+        deadline.run(run).await.unwrap_or(Err(RecycleFail::Timeout))
+    }
+
+    /// Stamps a checkout: its time and, with leak detection, its entry in
+    /// the checked-out registry.
+    #[cold]
+    fn stamp(&self, entry: &mut Slot<M::Resource>, caller: Option<&'static Location<'static>>) {
+        let at = Instant::now();
+        let ticket = self.leaks.as_ref().map(|leaks| leaks.insert(at, caller));
+        entry.stamp = Some(Stamp { at, ticket });
+    }
+
+    /// Ends a stamped checkout (also from `detach` and `discard`).
+    #[cold]
+    pub(crate) fn unstamp(&self, entry: &mut Slot<M::Resource>) {
+        let Some(stamp) = entry.stamp.take() else {
+            return;
+        };
+        if let (Some(leaks), Some(ticket)) = (&self.leaks, stamp.ticket) {
+            leaks.remove(ticket);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            m.hold_time.record(stamp.at.elapsed());
         }
     }
 
     /// A resource comes back from its user.
+    #[inline]
     pub(crate) fn give_back(&self, mut entry: Entry<M::Resource>) {
         if self.manager.is_broken(&mut entry.resource) {
-            self.stats.add(Counter::Broken, 1);
-            drop(entry);
-            self.core.release(Grant::Slot);
+            if self.config.stamp_checkout {
+                self.unstamp(&mut entry);
+            }
+            self.discard(Reason::Broken, entry);
             return;
         }
         entry.info.uses += 1;
+        if self.release_extras {
+            return self.give_back_slow(entry);
+        }
+        self.core.release(Grant::Item(entry));
+    }
+
+    /// The return path when something is configured to run on it.
+    #[cold]
+    fn give_back_slow(&self, mut entry: Entry<M::Resource>) {
+        if self.config.stamp_checkout {
+            self.unstamp(&mut entry);
+        }
+        if let Some(hook) = &self.hooks.on_release {
+            if let Err(e) = hook(&mut entry.resource, &entry.info) {
+                tracing::warn!(
+                    target: "quickslot",
+                    pool = %self.config.name,
+                    error = %e,
+                    "on_release hook failed",
+                );
+                self.discard(Reason::Hook(HookKind::OnRelease), entry);
+                return;
+            }
+        }
         if self.config.track_idle_time || self.config.max_lifetime.is_some() {
             let now = Instant::now();
-            if self
-                .config
-                .max_lifetime
-                .is_some_and(|max| now.saturating_duration_since(entry.info.created_at) >= max)
-            {
-                self.stats.add(Counter::Expired, 1);
-                drop(entry);
-                self.core.release(Grant::Slot);
+            if entry.info.expired_at(now) {
+                self.discard(Reason::Expired, entry);
                 return;
             }
             if self.config.track_idle_time {
@@ -479,6 +987,14 @@ impl<M: Manager> Shared<M> {
             }
         }
         self.core.release(Grant::Item(entry));
+    }
+}
+
+impl<M: Manager> Drop for Shared<M> {
+    fn drop(&mut self) {
+        // The upkeep task holds only a weak reference: wake it so it ends now
+        // rather than at its next round.
+        self.upkeep.wake();
     }
 }
 

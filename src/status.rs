@@ -39,6 +39,8 @@ pub struct Status {
     pub discarded: Discarded,
     /// Total time acquires spent waiting in line.
     pub total_wait: Duration,
+    /// Resources reported as held longer than `leak_threshold` (each once).
+    pub leaks_reported: u64,
 }
 
 /// Resources the pool dropped or gave up, by reason.
@@ -60,6 +62,11 @@ pub struct Discarded {
     pub closed: u64,
     /// Held by an acquire that was cancelled while recycling it.
     pub cancelled: u64,
+    /// A [hook](crate::Hook) failed on it.
+    pub hook: u64,
+    /// Dropped because [`Pool::resize`](crate::Pool::resize) made the pool
+    /// smaller.
+    pub resized: u64,
 }
 
 /// Counter kinds, indexing [`Stats::cold`].
@@ -76,6 +83,8 @@ pub(crate) enum Counter {
     Retained,
     Detached,
     Cancelled,
+    Hook,
+    Leaks,
     WaitNanos,
 }
 
@@ -118,6 +127,11 @@ impl Stats {
         self.cold[counter as usize].load(Ordering::Relaxed)
     }
 
+    pub(crate) fn creating_now(&self) -> usize {
+        // Relaxed: a gauge; upkeep uses it as an estimate only.
+        self.creating.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn creating(&self, delta: isize) {
         // Relaxed: a gauge for reports only.
         if delta >= 0 {
@@ -143,6 +157,8 @@ impl Stats {
         status.discarded.retained = self.get(Counter::Retained);
         status.discarded.detached = self.get(Counter::Detached);
         status.discarded.cancelled = self.get(Counter::Cancelled);
+        status.discarded.hook = self.get(Counter::Hook);
+        status.leaks_reported = self.get(Counter::Leaks);
         status.total_wait = Duration::from_nanos(self.get(Counter::WaitNanos));
     }
 }

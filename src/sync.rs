@@ -17,13 +17,13 @@ pub(crate) use event_listener::{listener, Event, EventListener};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
     atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
-    Arc, Weak,
+    Arc, Mutex, Weak,
 };
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
     atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
-    Arc,
+    Arc, Mutex,
 };
 // loom's `Arc` has no `Weak`: the background upkeep task, the only user of
 // `Weak`, is not built under loom (loom models drive the pool by hand).

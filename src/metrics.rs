@@ -1,0 +1,54 @@
+//! The `metrics` feature: gauges and histograms through the `metrics`
+//! facade, labelled `pool = <Builder::name>`.
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `quickslot_size` | gauge | live resources plus creates in flight |
+//! | `quickslot_idle` | gauge | idle resources |
+//! | `quickslot_in_use` | gauge | checked-out resources |
+//! | `quickslot_waiting` | gauge | acquires waiting in line |
+//! | `quickslot_acquire_wait_seconds` | histogram | time an acquire waited in line |
+//! | `quickslot_create_seconds` | histogram | time a create took (failed ones too) |
+//! | `quickslot_hold_seconds` | histogram | time a resource was checked out |
+//!
+//! Gauges are published by the upkeep task each round (at most every
+//! second while the feature is on) and by [`Pool::publish_metrics`]
+//! (crate::Pool::publish_metrics); histograms as things happen. Handles are
+//! registered when the pool is built: install the recorder first.
+
+use metrics::{Gauge, Histogram};
+
+use crate::status::Status;
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    size: Gauge,
+    idle: Gauge,
+    in_use: Gauge,
+    waiting: Gauge,
+    pub(crate) acquire_wait: Histogram,
+    pub(crate) create_time: Histogram,
+    pub(crate) hold_time: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn new(pool: &str) -> Self {
+        let label = || ("pool", pool.to_owned());
+        Self {
+            size: metrics::gauge!("quickslot_size", &[label()]),
+            idle: metrics::gauge!("quickslot_idle", &[label()]),
+            in_use: metrics::gauge!("quickslot_in_use", &[label()]),
+            waiting: metrics::gauge!("quickslot_waiting", &[label()]),
+            acquire_wait: metrics::histogram!("quickslot_acquire_wait_seconds", &[label()]),
+            create_time: metrics::histogram!("quickslot_create_seconds", &[label()]),
+            hold_time: metrics::histogram!("quickslot_hold_seconds", &[label()]),
+        }
+    }
+
+    pub(crate) fn publish(&self, status: &Status) {
+        self.size.set(status.size as f64);
+        self.idle.set(status.idle as f64);
+        self.in_use.set(status.in_use as f64);
+        self.waiting.set(status.waiting as f64);
+    }
+}
