@@ -138,7 +138,8 @@ impl Manager for Noop {
         self.counts.create_calls.fetch_add(1, Ordering::SeqCst);
         let counts = self.counts.clone();
         let mode = self.mode;
-        let panic_now = mode == CreateMode::PanicOnce && !self.panicked.swap(true, Ordering::SeqCst);
+        let panic_now =
+            mode == CreateMode::PanicOnce && !self.panicked.swap(true, Ordering::SeqCst);
         async move {
             if mode == CreateMode::Hang {
                 std::future::pending::<()>().await;
@@ -167,7 +168,11 @@ impl Manager for Noop {
 /// Every gauge exact for a pool at rest.
 fn assert_at_rest(status: &Status, what: &str) {
     assert!(status.size <= status.max_size, "{what}: {status:?}");
-    assert_eq!(status.idle + status.creating, status.size, "{what}: {status:?}");
+    assert_eq!(
+        status.idle + status.creating,
+        status.size,
+        "{what}: {status:?}"
+    );
     assert_eq!(
         status.idle + status.in_use + status.creating,
         status.size,
@@ -256,35 +261,36 @@ fn s5_cancellation_storm() {
                 for _ in 0..per_task {
                     let deadline = Duration::from_micros(rng.below(101));
                     let t0 = Instant::now();
-                    let outcome: Option<Result<Pooled<Noop>, Error<NeverFails>>> = match rng.below(3) {
-                        0 => {
-                            let r = pool.acquire_timeout(deadline).await;
-                            let overrun = t0.elapsed().saturating_sub(deadline);
-                            storm
-                                .max_overrun_us
-                                .fetch_max(overrun.as_micros() as u64, Ordering::Relaxed);
-                            if overrun > tolerance {
-                                storm.late.fetch_add(1, Ordering::Relaxed);
+                    let outcome: Option<Result<Pooled<Noop>, Error<NeverFails>>> =
+                        match rng.below(3) {
+                            0 => {
+                                let r = pool.acquire_timeout(deadline).await;
+                                let overrun = t0.elapsed().saturating_sub(deadline);
+                                storm
+                                    .max_overrun_us
+                                    .fetch_max(overrun.as_micros() as u64, Ordering::Relaxed);
+                                if overrun > tolerance {
+                                    storm.late.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Some(r)
                             }
-                            Some(r)
-                        }
-                        1 => {
-                            tokio::select! {
-                                r = pool.acquire() => Some(r),
-                                () = spin_until(t0 + deadline) => None,
+                            1 => {
+                                tokio::select! {
+                                    r = pool.acquire() => Some(r),
+                                    () = spin_until(t0 + deadline) => None,
+                                }
                             }
-                        }
-                        _ => {
-                            // One poll, then drop: the cancellation lands
-                            // right after registering as a waiter.
-                            let mut fut = pin!(pool.acquire());
-                            std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
-                                Poll::Ready(r) => Poll::Ready(Some(r)),
-                                Poll::Pending => Poll::Ready(None),
-                            })
-                            .await
-                        }
-                    };
+                            _ => {
+                                // One poll, then drop: the cancellation lands
+                                // right after registering as a waiter.
+                                let mut fut = pin!(pool.acquire());
+                                std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+                                    Poll::Ready(r) => Poll::Ready(Some(r)),
+                                    Poll::Pending => Poll::Ready(None),
+                                })
+                                .await
+                            }
+                        };
                     match outcome {
                         Some(Ok(guard)) => {
                             storm.ok.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +332,11 @@ fn s5_cancellation_storm() {
     assert_eq!(ok + timeouts + cancelled, total);
     assert!(cancelled > 0 && timeouts > 0 && ok > 0);
     assert_at_rest(&status, "after the storm");
-    assert_eq!(status.idle as u64, counts.live(), "every live resource is idle");
+    assert_eq!(
+        status.idle as u64,
+        counts.live(),
+        "every live resource is idle"
+    );
     assert!(
         counts.created() <= MAX as u64,
         "created {} > max_size {MAX}",
@@ -335,16 +345,27 @@ fn s5_cancellation_storm() {
     assert!(counts.max_live.load(Ordering::SeqCst) <= MAX as u64);
     assert_eq!(counts.dropped(), 0, "a no-op resource was dropped");
     assert_eq!(status.created, counts.created());
-    assert_eq!(status.timeouts, timeouts, "the pool's timeout count is exact");
+    assert_eq!(
+        status.timeouts, timeouts,
+        "the pool's timeout count is exact"
+    );
     assert_eq!(
         status.acquired_immediately + status.acquired_after_wait,
         ok,
         "served acquires counted exactly once: {status:?}"
     );
-    assert_eq!(storm.late.load(Ordering::SeqCst), 0, "an acquire outlived its deadline");
+    assert_eq!(
+        storm.late.load(Ordering::SeqCst),
+        0,
+        "an acquire outlived its deadline"
+    );
     drop(rt);
     drop(pool);
-    assert_eq!(counts.live(), 0, "resources left after the pool was dropped");
+    assert_eq!(
+        counts.live(),
+        0,
+        "resources left after the pool was dropped"
+    );
     assert_eq!(UNEXPECTED_PANICS.load(Ordering::SeqCst), 0);
 }
 
@@ -431,7 +452,11 @@ fn s6_panic_while_holding() {
     assert_at_rest(&status, "after the panics");
     assert_eq!(counts.dropped(), 0, "a resource was dropped, not returned");
     assert!(counts.created() <= MAX as u64);
-    assert_eq!(status.idle as u64, counts.created(), "every resource came back");
+    assert_eq!(
+        status.idle as u64,
+        counts.created(),
+        "every resource came back"
+    );
     // The whole capacity is available without creating anything.
     let all: Vec<_> = (0..status.size)
         .map(|_| pool.try_acquire().expect("capacity came back"))
@@ -470,7 +495,10 @@ fn s6_panic_while_holding() {
             .expect("the waiter was served")
             .unwrap()
             .expect("acquire");
-        assert_eq!(got, id, "the waiter got the resource the panicking task held");
+        assert_eq!(
+            got, id,
+            "the waiter got the resource the panicking task held"
+        );
     });
     assert_at_rest(&pool.status(), "after the hand-over");
     assert_eq!(counts.created(), 1);
@@ -489,18 +517,32 @@ fn s6_panic_while_holding() {
         let r = tokio::spawn(async move { p.acquire().await.map(drop) }).await;
         assert!(r.unwrap_err().is_panic(), "create panicked");
         assert_at_rest(&pool.status(), "after a panic in create");
-        assert_eq!(pool.status().size, 0, "the slot of the panicked create was freed");
+        assert_eq!(
+            pool.status().size,
+            0,
+            "the slot of the panicked create was freed"
+        );
         drop(pool.acquire().await.expect("a create after the panic"));
-        pool.manager().panic_in_recycle.store(true, Ordering::SeqCst);
+        pool.manager()
+            .panic_in_recycle
+            .store(true, Ordering::SeqCst);
         let p = pool.clone();
         let r = tokio::spawn(async move { p.acquire().await.map(drop) }).await;
         assert!(r.unwrap_err().is_panic(), "recycle panicked");
-        assert_eq!(pool.status().size, 0, "the slot of the panicked recycle was freed");
+        assert_eq!(
+            pool.status().size,
+            0,
+            "the slot of the panicked recycle was freed"
+        );
         drop(pool.acquire().await.expect("an acquire after the panic"));
     });
     assert_at_rest(&pool.status(), "after a panic in recycle");
     assert_eq!(counts.created(), 2);
-    assert_eq!(counts.dropped(), 1, "the resource being recycled was dropped");
+    assert_eq!(
+        counts.dropped(),
+        1,
+        "the resource being recycled was dropped"
+    );
     drop(pool);
     assert_eq!(counts.live(), 0);
     assert_eq!(UNEXPECTED_PANICS.load(Ordering::SeqCst), 0);
@@ -511,7 +553,11 @@ fn s6_panic_while_holding() {
 // ---------------------------------------------------------------------------
 
 /// Runs `f` on another thread and fails if it takes longer than `limit`.
-fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {
         let _ = tx.send(f());
@@ -535,7 +581,11 @@ fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T 
 #[test]
 fn s7_runtime_shutdown_with_work_in_flight() {
     install_panic_hook();
-    for flavour in ["multi_thread drop", "multi_thread shutdown_timeout", "current_thread drop"] {
+    for flavour in [
+        "multi_thread drop",
+        "multi_thread shutdown_timeout",
+        "current_thread drop",
+    ] {
         let (manager, counts) = Noop::new(CreateMode::Instant);
         let pool = Pool::builder(manager)
             .max_size(16)
@@ -609,13 +659,17 @@ fn s7_runtime_shutdown_with_work_in_flight() {
         });
         let panics_before = UNEXPECTED_PANICS.load(Ordering::SeqCst);
         let shutdown = flavour.to_string();
-        within(Duration::from_secs(10), &format!("{flavour}: runtime shutdown"), move || {
-            if shutdown.ends_with("shutdown_timeout") {
-                rt.shutdown_timeout(Duration::from_secs(5));
-            } else {
-                drop(rt);
-            }
-        });
+        within(
+            Duration::from_secs(10),
+            &format!("{flavour}: runtime shutdown"),
+            move || {
+                if shutdown.ends_with("shutdown_timeout") {
+                    rt.shutdown_timeout(Duration::from_secs(5));
+                } else {
+                    drop(rt);
+                }
+            },
+        );
         assert_eq!(
             UNEXPECTED_PANICS.load(Ordering::SeqCst),
             panics_before,
@@ -636,7 +690,10 @@ fn s7_runtime_shutdown_with_work_in_flight() {
         assert_at_rest(&status, flavour);
         assert_eq!(status.idle, 16, "{flavour}: every resource came back");
         assert_at_rest(&hang, flavour);
-        assert_eq!(hang.size, 0, "{flavour}: the cancelled creates freed their slots");
+        assert_eq!(
+            hang.size, 0,
+            "{flavour}: the cancelled creates freed their slots"
+        );
         drop(hang_status);
         assert_eq!(hang_counts.created(), 0);
         assert_eq!(counts.created(), 16);

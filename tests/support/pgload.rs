@@ -11,13 +11,15 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quickslot::postgres::{Client, Error as PgError, Manager};
+use quickslot::postgres::{parse_config, Client, Config, Error as PgError, Manager};
 use quickslot::{Error, Pool, Pooled, ResourceInfo, Status, TimeoutPhase};
+use tokio_postgres::NoTls;
 
 /// Creates and drops of [`Counted`] connections.
 #[derive(Debug, Default)]
@@ -200,7 +202,7 @@ impl Default for LoadConfig {
             tasks: 256,
             deadline: Duration::from_secs(2),
             tolerance: Duration::from_millis(300),
-            query_timeout: Duration::from_millis(500),
+            query_timeout: Duration::from_secs(2),
             backoff: Duration::from_millis(5),
             query: "SELECT 1",
         }
@@ -505,4 +507,70 @@ pub fn rss_kb() -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+// Connections.
+
+/// The server's loopback address.
+pub fn server_addr(url: &str) -> SocketAddr {
+    let config = parse_config(url).expect("QUICKSLOT_PG_URL parses");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The server's credentials with our own application name, connecting to
+/// `port` on loopback (the server's, or a proxy's).
+pub fn config_for(url: &str, app: &str, port: u16) -> Config {
+    let base = parse_config(url).expect("QUICKSLOT_PG_URL parses");
+    let mut c = Config::new();
+    if let Some(user) = base.get_user() {
+        c.user(user);
+    }
+    if let Some(password) = base.get_password() {
+        c.password(password);
+    }
+    if let Some(db) = base.get_dbname() {
+        c.dbname(db);
+    }
+    c.host("127.0.0.1")
+        .port(port)
+        .application_name(app)
+        .connect_timeout(Duration::from_secs(10));
+    c
+}
+
+/// An unpooled connection straight to the server.
+pub async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("admin connection");
+    tokio::spawn(connection);
+    client
+}
+
+/// Server backends with this application name.
+pub async fn backends(url: &str, app: &str) -> i64 {
+    admin(url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .expect("count backends")
+        .get(0)
+}
+
+/// Terminates every backend with this application name; waits for each.
+pub async fn kill_backends(url: &str, app: &str) -> i64 {
+    admin(url)
+        .await
+        .query_one(
+            "SELECT coalesce(sum(pg_terminate_backend(pid, 5000)::int), 0)::bigint \
+             FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .expect("pg_terminate_backend")
+        .get(0)
 }
