@@ -1430,7 +1430,10 @@ pub fn run_pg_config(data: &[u8]) {
     let set = |name: &str| get(name).filter(|v| !v.is_empty());
     match postgres::config_from_env_map(get) {
         Ok(config) => {
-            assert!(!config.get_hosts().is_empty(), "no host in {env:?}");
+            assert!(
+                !config.get_hosts().is_empty() || !config.get_hostaddrs().is_empty(),
+                "no host and no address in {env:?}"
+            );
             assert_eq!(config.get_user(), set("PGUSER").as_deref());
             assert_eq!(config.get_dbname(), set("PGDATABASE").as_deref());
             assert_eq!(
