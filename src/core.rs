@@ -442,18 +442,30 @@ impl<T> Core<T> {
     /// `Err` gives it back when the size fits (and clears `OVER`).
     #[cold]
     fn shed(&self, grant: Grant<T>) -> Result<(), Grant<T>> {
-        if self.size() > self.max_size_now() {
+        if self.shrink_one() {
             if let Grant::Item(item) = grant {
                 // Relaxed: statistics only.
                 self.dropped_resized.fetch_add(1, Ordering::Relaxed);
                 drop(item);
             }
-            // SeqCst: as in `try_grow`.
-            self.state.fetch_sub(1, Ordering::SeqCst);
             return Ok(());
         }
         self.settle_over();
         Err(grant)
+    }
+
+    /// Takes one slot off the size if, and only if, the pool is above
+    /// `max_size`. One atomic step: two shedders that both saw the pool one
+    /// above its maximum must not both shed, or the size would end below the
+    /// maximum with waiters queued and nobody left to serve them.
+    fn shrink_one(&self) -> bool {
+        let max = self.max_size_now();
+        // SeqCst: as in `try_grow`.
+        self.state
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |state| {
+                (state & !CLOSED > max).then(|| state - 1)
+            })
+            .is_ok()
     }
 
     /// Drops idle resources while the pool is above `max_size`, then clears
@@ -465,11 +477,16 @@ impl<T> Core<T> {
         }
         while self.size() > self.max_size_now() {
             let Some(item) = self.idle.pop() else { break };
+            if !self.shrink_one() {
+                // Another shedder got there first and the size fits: the
+                // item goes back through `release`, whose fence and
+                // re-check serve a waiter that queued while we held it.
+                self.release(Grant::Item(item));
+                break;
+            }
             // Relaxed: statistics only.
             self.dropped_resized.fetch_add(1, Ordering::Relaxed);
             drop(item);
-            // SeqCst: as in `try_grow`.
-            self.state.fetch_sub(1, Ordering::SeqCst);
         }
         self.settle_over();
     }
