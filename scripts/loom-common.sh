@@ -23,6 +23,8 @@ LOOM_MODELS=(
     m6_close_racing_waiters_and_release
     m7_try_acquire_racing_acquire_and_release
     m8_broken_on_return_racing_waiter
+    m9a_shrink_racing_acquire_and_release
+    m9b_grow_racing_waiter
 )
 
 # Forgets how quickslot was built in the loom target directory, so that the

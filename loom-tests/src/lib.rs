@@ -106,6 +106,8 @@ pub struct Script {
     pub pend_first: usize,
     /// The pool's reuse order.
     pub order: ReuseOrder,
+    /// The pool's `max_size_limit` (how far `resize` may grow it).
+    pub max_size_limit: Option<usize>,
 }
 
 /// A manager whose creates follow a [`Script`].
@@ -178,12 +180,14 @@ pub fn pool_with(max_size: usize, script: Script) -> (Pool<TestManager>, Arc<Pro
         probe: probe.clone(),
         script,
     };
-    let pool = Pool::builder(manager)
+    let mut builder = Pool::builder(manager)
         .max_size(max_size)
         .acquire_timeout(None)
-        .reuse_order(script.order)
-        .build()
-        .expect("valid configuration");
+        .reuse_order(script.order);
+    if let Some(limit) = script.max_size_limit {
+        builder = builder.max_size_limit(limit);
+    }
+    let pool = builder.build().expect("valid configuration");
     (pool, probe)
 }
 

@@ -379,3 +379,85 @@ fn m8_broken_on_return_racing_waiter() {
         assert_eq!(probe.dropped(), 2);
     });
 }
+
+/// Model 9a, shrinking racing acquire and release: a pool of two, both
+/// resources held, shrinks to one while one holder returns its resource
+/// and a waiter queues; then the other holder returns its own. The waiter
+/// always completes, no resource is held twice, and the pool ends at its
+/// new size with the surplus resource dropped exactly once.
+#[test]
+fn m9a_shrink_racing_acquire_and_release() {
+    check("m9a_shrink_racing_acquire_and_release", || {
+        let (pool, probe) = pool_with(
+            2,
+            Script {
+                max_size_limit: Some(2),
+                ..Script::default()
+            },
+        );
+        let a = acquire(&pool).unwrap();
+        let b = acquire(&pool).unwrap();
+        let p = pool.clone();
+        let resizer = thread::spawn(move || p.resize(1).unwrap());
+        let holder = thread::spawn(move || {
+            hold(&a, 1);
+            drop(a);
+        });
+        let p = pool.clone();
+        let waiter = thread::spawn(move || {
+            let r = acquire(&p).unwrap();
+            hold(&r, 3);
+        });
+        hold(&b, 2);
+        drop(b);
+        resizer.join().unwrap();
+        holder.join().unwrap();
+        waiter.join().unwrap();
+
+        let s = pool.status();
+        assert_eq!(s.max_size, 1);
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
+        assert_eq!(s.discarded.resized, 1);
+        assert_eq!((probe.created(), probe.dropped()), (2, 1));
+        drop(pool);
+        assert_eq!(probe.dropped(), 2);
+    });
+}
+
+/// Model 9b, growing racing a waiter: a pool of one whose resource stays
+/// held grows to two while an acquire queues for it. The new room alone
+/// must serve the waiter (with a fresh resource), whether it queued before
+/// the resize or arrived after it; counts are exact.
+#[test]
+fn m9b_grow_racing_waiter() {
+    check("m9b_grow_racing_waiter", || {
+        let (pool, probe) = pool_with(
+            1,
+            Script {
+                max_size_limit: Some(2),
+                ..Script::default()
+            },
+        );
+        let a = acquire(&pool).unwrap();
+        let p = pool.clone();
+        let resizer = thread::spawn(move || p.resize(2).unwrap());
+        let p = pool.clone();
+        let waiter = thread::spawn(move || {
+            let r = acquire(&p).unwrap();
+            hold(&r, 2);
+            assert_eq!(r.id, 2, "served by the held resource");
+        });
+        hold(&a, 1);
+        resizer.join().unwrap();
+        // Still holding `a`: only the resize can have served the waiter.
+        waiter.join().unwrap();
+        drop(a);
+
+        let s = pool.status();
+        assert_eq!(s.max_size, 2);
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (2, 2, 0, 0));
+        assert_eq!((probe.created(), probe.dropped()), (2, 0));
+        drop(pool);
+        assert_eq!(probe.dropped(), 2);
+    });
+}
