@@ -40,6 +40,9 @@ pub const TASKS: usize = 8;
 /// The most operations [`run_ops`] reads from one input.
 pub const MAX_OPS: usize = 400;
 
+/// The `max_size_limit` of the pools of [`run_ops`]: `resize` goes up to it.
+pub const MAX_RESIZE: usize = 4;
+
 // ----------------------------------------------------------------------------
 // The scripted manager
 // ----------------------------------------------------------------------------
@@ -341,6 +344,9 @@ struct Harness {
     tasks: Vec<Task>,
     closed: bool,
     max_size: usize,
+    /// The most the size may be: `max_size`, or more after a shrinking
+    /// `resize` until returns bring the size down.
+    cap: usize,
     max_lifetime: Option<Duration>,
     idle_timeout: Option<Duration>,
     next_seq: u64,
@@ -424,6 +430,7 @@ impl Harness {
             model: model.clone(),
         })
         .max_size(max_size)
+        .max_size_limit(MAX_RESIZE)
         .reuse_order(order)
         .acquire_timeout(acquire_timeout)
         .create_timeout(create_timeout)
@@ -445,6 +452,7 @@ impl Harness {
             tasks: (0..TASKS).map(|_| Task::Empty).collect(),
             closed: false,
             max_size,
+            cap: max_size,
             max_lifetime,
             idle_timeout,
             next_seq: 0,
@@ -541,7 +549,7 @@ impl Harness {
             Err(TryAcquireError::Empty)
                 if !self.closed && before.waiting == 0 && self.status().size < self.max_size => {}
             Err(TryAcquireError::Exhausted)
-                if !self.closed && before.waiting == 0 && before.size == self.max_size => {}
+                if !self.closed && before.waiting == 0 && before.size >= self.max_size => {}
             Err(e) => self.fail(format_args!(
                 "try_acquire: unexpected {e:?} (closed={}, before={before:?})",
                 self.closed
@@ -712,10 +720,11 @@ impl Harness {
                 let expired = self
                     .max_lifetime
                     .is_some_and(|l| Instant::now().saturating_duration_since(created) >= l);
+                let over = self.status().size > self.max_size;
                 let broken_before = lock(&self.model).broken_returns;
                 drop(guard);
                 let broken = lock(&self.model).broken_returns > broken_before;
-                broken || expired || self.closed
+                broken || expired || self.closed || over
             }
             Leave::Detach => {
                 let resource = Pooled::detach(guard);
@@ -799,6 +808,20 @@ impl Harness {
         }
     }
 
+    fn resize(&mut self, to: usize) {
+        let size = self.status().size;
+        match (self.pool.resize(to), to) {
+            (Err(BuildError::ZeroMaxSize), 0) => {}
+            (Ok(()), 1..=MAX_RESIZE) => {
+                self.max_size = to;
+                // Shrinking sheds idle resources now and the rest as they
+                // come back; meanwhile nothing may grow the pool.
+                self.cap = self.cap.max(size).max(to);
+            }
+            (result, _) => self.fail(format_args!("resize({to}) returned {result:?}")),
+        }
+    }
+
     fn close(&mut self) {
         self.pool.close();
         self.closed = true;
@@ -813,8 +836,11 @@ impl Harness {
         let st = self.status();
         let m = lock(&self.model);
         let mut problems = Vec::new();
-        if st.max_size != self.max_size || st.size > st.max_size {
-            problems.push(format!("size {} of max {}", st.size, st.max_size));
+        if st.max_size != self.max_size || st.size > self.cap {
+            problems.push(format!(
+                "size {} of max {} (at most {} after a shrink)",
+                st.size, st.max_size, self.cap
+            ));
         }
         if st.idle + st.creating > st.size || st.in_use != st.size - st.idle - st.creating {
             problems.push("idle + in_use + creating != size".to_string());
@@ -940,6 +966,8 @@ impl Harness {
                 a.owed = true;
             }
         }
+        // Above `max_size` after a shrink, the size only goes down.
+        self.cap = self.max_size.max(self.cap.min(st.size));
     }
 
     /// Ends the run: drops everything in an order the input picks and
@@ -1004,7 +1032,7 @@ fn drop_tasks(tasks: &mut Vec<Task>, reverse: bool) {
 /// (`acquire`, `acquire_timeout` or `try_acquire`) in one of [`TASKS`]
 /// tasks, poll a task, poll every woken task, drop a task's future, return,
 /// detach or discard a held resource, advance the paused clock, `retain`,
-/// `close`, or extend the manager's script.
+/// `close`, `resize` (up to [`MAX_RESIZE`]), or extend the manager's script.
 pub fn run_ops(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let mut h = Harness::new(&mut u);
@@ -1013,7 +1041,7 @@ pub fn run_ops(data: &[u8]) {
         h.step += 1;
         let op = byte(&mut u);
         let k = usize::from(byte(&mut u)) % TASKS;
-        match op % 20 {
+        match op % 21 {
             0..=2 => h.start(k, &mut u),
             3..=6 => h.poll(k),
             7 => h.poll_woken(),
@@ -1038,7 +1066,8 @@ pub fn run_ops(data: &[u8]) {
                 let step = recycle_step(&mut u);
                 lock(&h.model).recycle_script.push_back(step);
             }
-            _ => lock(&h.model).broken_script.push_back(k % 2 == 0),
+            19 => lock(&h.model).broken_script.push_back(k % 2 == 0),
+            _ => h.resize(k % (MAX_RESIZE + 1)),
         }
         h.check();
     }
@@ -1059,6 +1088,11 @@ struct Settings {
     recycle_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     max_lifetime: Option<Duration>,
+    min_idle: usize,
+    max_size_limit: Option<usize>,
+    keepalive_interval: Option<Duration>,
+    leak_threshold: Option<Duration>,
+    upkeep_interval: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -1071,6 +1105,11 @@ impl Default for Settings {
             recycle_timeout: None,
             idle_timeout: None,
             max_lifetime: None,
+            min_idle: 0,
+            max_size_limit: None,
+            keepalive_interval: None,
+            leak_threshold: None,
+            upkeep_interval: None,
         }
     }
 }
@@ -1089,12 +1128,39 @@ impl Settings {
                 limit: MAX_SIZE_LIMIT,
             });
         }
+        if self.min_idle > self.max_size {
+            errors.push(BuildError::TooLarge {
+                setting: "min_idle",
+                value: self.min_idle,
+                bound: "max_size",
+                bound_value: self.max_size,
+            });
+        }
+        if let Some(limit) = self.max_size_limit {
+            if limit > MAX_SIZE_LIMIT {
+                errors.push(BuildError::MaxSizeTooLarge {
+                    max_size: limit,
+                    limit: MAX_SIZE_LIMIT,
+                });
+            }
+            if self.max_size > limit {
+                errors.push(BuildError::TooLarge {
+                    setting: "max_size",
+                    value: self.max_size,
+                    bound: "max_size_limit",
+                    bound_value: limit,
+                });
+            }
+        }
         let named = [
             ("acquire_timeout", self.acquire_timeout),
             ("create_timeout", self.create_timeout),
             ("recycle_timeout", self.recycle_timeout),
             ("idle_timeout", self.idle_timeout),
             ("max_lifetime", self.max_lifetime),
+            ("keepalive_interval", self.keepalive_interval),
+            ("leak_threshold", self.leak_threshold),
+            ("upkeep_interval", self.upkeep_interval),
         ];
         for (setting, value) in named {
             if value == Some(Duration::ZERO) {
@@ -1198,7 +1264,7 @@ pub fn run_config(data: &[u8]) {
         if u.is_empty() {
             break;
         }
-        builder = match byte(&mut u) % 8 {
+        builder = match byte(&mut u) % 15 {
             0 => {
                 s.max_size = any_max_size(&mut u);
                 builder.max_size(s.max_size)
@@ -1231,7 +1297,37 @@ pub fn run_config(data: &[u8]) {
                     ReuseOrder::Fifo
                 })
             }
-            _ => builder.track_idle_time(byte(&mut u) % 2 == 1),
+            7 => builder.track_idle_time(byte(&mut u) % 2 == 1),
+            8 => {
+                s.min_idle = any_max_size(&mut u);
+                builder.min_idle(s.min_idle)
+            }
+            9 => {
+                let limit = any_max_size(&mut u);
+                s.max_size_limit = Some(limit);
+                builder.max_size_limit(limit)
+            }
+            10 => {
+                s.keepalive_interval = any_duration(&mut u);
+                builder.keepalive_interval(s.keepalive_interval)
+            }
+            11 => {
+                s.leak_threshold = any_duration(&mut u);
+                builder.leak_threshold(s.leak_threshold)
+            }
+            12 => match any_duration(&mut u) {
+                Some(interval) => {
+                    s.upkeep_interval = Some(interval);
+                    builder.upkeep_interval(interval)
+                }
+                None => builder,
+            },
+            13 => builder.metrics(byte(&mut u) % 2 == 1),
+            _ => {
+                let len = usize::from(byte(&mut u) % 16);
+                let name = u.bytes(len.min(u.len())).unwrap_or_default();
+                builder.name(String::from_utf8_lossy(name).into_owned())
+            }
         };
     }
     let debug = format!("{builder:?}");
@@ -1256,6 +1352,9 @@ pub fn run_config(data: &[u8]) {
                 BuildError::Conflict { setting, other, .. } => {
                     message.contains(setting) && message.contains(other)
                 }
+                BuildError::TooLarge { setting, bound, .. } => {
+                    message.contains(setting) && message.contains(bound)
+                }
                 _ => message.contains("max_size"),
             };
             assert!(
@@ -1274,7 +1373,30 @@ fn check_built(pool: &Pool<UnitManager>, s: &Settings) {
         "fresh pool: {st:?}"
     );
     assert_eq!(pool.try_acquire().err(), Some(TryAcquireError::Empty));
-    if s.max_size > 4 {
+    let limit = s.max_size_limit.unwrap_or(s.max_size);
+    assert_eq!(pool.resize(0), Err(BuildError::ZeroMaxSize));
+    if let Some(above) = limit.checked_add(1) {
+        assert_eq!(
+            pool.resize(above),
+            Err(BuildError::TooLarge {
+                setting: "max_size",
+                value: above,
+                bound: "max_size_limit",
+                bound_value: limit,
+            })
+        );
+    }
+    assert_eq!(pool.resize(limit), Ok(()));
+    assert_eq!(pool.status().max_size, limit);
+    assert_eq!(pool.resize(s.max_size), Ok(()));
+    assert_eq!(pool.status().max_size, s.max_size);
+    // Background upkeep (min_idle, keepalive, leak checks) would create and
+    // drop resources on its own; the checks below expect a quiet pool.
+    let upkeep = s.min_idle > 0
+        || s.keepalive_interval.is_some()
+        || s.leak_threshold.is_some()
+        || s.upkeep_interval.is_some();
+    if s.max_size > 4 || upkeep {
         return;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
