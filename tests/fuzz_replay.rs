@@ -107,3 +107,16 @@ fn empty_inputs() {
     run_ops(&[]);
     run_config(&[]);
 }
+
+// ----- regressions: inputs that once failed a target -----
+
+/// `PGHOSTADDR=::1` with no `PGHOST`: the configuration has an address and
+/// no host name, which the harness first took for a missing host (found by
+/// the random seeds of `pg_config_random_seeds`).
+#[cfg(feature = "postgres")]
+#[test]
+fn pg_config_hostaddr_without_host() {
+    quickslot::fuzzing::run_pg_config(&[
+        243, 52, 198, 42, 216, 24, 37, 132, 191, 78, 54, 111, 197, 16, 223, 39, 170, 134, 23,
+    ]);
+}
