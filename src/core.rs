@@ -299,13 +299,7 @@ impl<T> Core<T> {
             // re-check after parking.
             let waiters = self.waiters.load(Ordering::SeqCst);
             if waiters != 0 {
-                if waiters & OVER != 0 {
-                    match self.shed(grant) {
-                        Ok(()) => return,
-                        Err(back) => grant = back,
-                    }
-                }
-                match self.hand_to_waiter(grant) {
+                match self.release_slow(grant, waiters) {
                     Ok(()) => return,
                     Err(back) => grant = back,
                 }
@@ -320,6 +314,23 @@ impl<T> Core<T> {
                 None => return,
             }
         }
+    }
+
+    /// The release path while someone waits or a shrink is in progress
+    /// (`waiters` non-zero): shed if the pool is too large, else serve the
+    /// oldest waiter. `Err` gives the grant back to be parked.
+    #[cold]
+    fn release_slow(&self, grant: Grant<T>, waiters: usize) -> Result<(), Grant<T>> {
+        let grant = if waiters & OVER != 0 {
+            match self.shed(grant) {
+                Ok(()) => return Ok(()),
+                // The size fits: serve waiters as usual.
+                Err(back) => back,
+            }
+        } else {
+            grant
+        };
+        self.hand_to_waiter(grant)
     }
 
     /// Offers `grant` to queued waiters, oldest first.

@@ -77,6 +77,17 @@ impl<M: Manager> Pooled<M> {
         this.shared.discard(Reason::Broken, entry);
     }
 
+    /// Records where the checkout happened, for leak reports.
+    pub(crate) fn set_caller(this: &mut Self, caller: &'static std::panic::Location<'static>) {
+        let entry = this.entry.as_ref().expect("present until drop");
+        if let (Some(leaks), Some(ticket)) = (
+            &this.shared.leaks,
+            entry.stamp.as_ref().and_then(|s| s.ticket),
+        ) {
+            leaks.set_caller(ticket, caller);
+        }
+    }
+
     /// The pool's bookkeeping for this resource.
     pub fn info(this: &Self) -> &ResourceInfo {
         &this.entry().info

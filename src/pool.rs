@@ -110,6 +110,34 @@ pub(crate) enum RecycleFail<E> {
     Hook(HookKind, HookError),
 }
 
+type BoxedAcquire<'a, M> =
+    Pin<Box<dyn Future<Output = Result<Pooled<M>, Error<<M as Manager>::Error>>> + Send + 'a>>;
+
+pin_project_lite::pin_project! {
+    /// See [`Pool::acquire_tracked`].
+    #[project = AcquireProj]
+    enum AcquireFuture<'a, F, M: Manager> {
+        Plain { #[pin] fut: F },
+        Tracked { fut: BoxedAcquire<'a, M> },
+    }
+}
+
+impl<F, M> Future for AcquireFuture<'_, F, M>
+where
+    M: Manager,
+    F: Future<Output = Result<Pooled<M>, Error<M::Error>>>,
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        match self.project() {
+            AcquireProj::Plain { fut } => fut.poll(cx),
+            AcquireProj::Tracked { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
 /// How a recycle in an acquire ended.
 enum Recycled<E> {
     Ok,
@@ -247,7 +275,7 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         let caller = self.caller();
-        self.acquire_within(self.shared.config.acquire_timeout, caller)
+        self.acquire_tracked(self.shared.config.acquire_timeout, caller)
     }
 
     /// The caller's location, for leak reports; `None` (and no work) unless
@@ -282,13 +310,40 @@ impl<M: Manager> Pool<M> {
         timeout: Duration,
     ) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         let caller = self.caller();
-        self.acquire_within(Some(timeout), caller)
+        self.acquire_tracked(Some(timeout), caller)
+    }
+
+    /// The acquire future; with leak detection, wrapped to record the
+    /// caller.
+    ///
+    /// The caller is not an argument of `acquire_within`: two adjacent
+    /// pointer-sized arguments of an async fn are moved into its state with
+    /// one 16-byte load over two 8-byte stores, a store-forwarding stall
+    /// measured at +5 ns per acquire. Without leak detection the future is
+    /// `acquire_within` itself behind one predictable branch; with it, the
+    /// wrapper is boxed (one allocation per acquire, only then).
+    fn acquire_tracked(
+        &self,
+        timeout: Option<Duration>,
+        caller: Option<&'static Location<'static>>,
+    ) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
+        match caller {
+            None => AcquireFuture::Plain {
+                fut: self.acquire_within(timeout),
+            },
+            Some(caller) => AcquireFuture::Tracked {
+                fut: Box::pin(async move {
+                    let mut guard = self.acquire_within(timeout).await?;
+                    Pooled::set_caller(&mut guard, caller);
+                    Ok(guard)
+                }),
+            },
+        }
     }
 
     async fn acquire_within(
         &self,
         timeout: Option<Duration>,
-        caller: Option<&'static Location<'static>>,
     ) -> Result<Pooled<M>, Error<M::Error>> {
         let shared = &*self.shared;
         // The slow parts (waiting, creating) are boxed, so the future stays
@@ -369,7 +424,7 @@ impl<M: Manager> Pool<M> {
                     match recycled {
                         Recycled::Ok => {
                             slot.armed = false;
-                            return Ok(self.checked_out(entry, waited, caller));
+                            return Ok(self.checked_out(entry, waited, None));
                         }
                         Recycled::Hook(hook, error) => {
                             shared.discarded(Reason::Hook(hook), &entry.info);
@@ -400,23 +455,17 @@ impl<M: Manager> Pool<M> {
                     return match deadline.run(Box::pin(shared.create())).await {
                         Some(Ok(entry)) => {
                             slot.armed = false;
-                            Ok(self.checked_out(entry, waited, caller))
+                            Ok(self.checked_out(entry, waited, None))
                         }
                         Some(Err(CreateFail::Manager(e))) => Err(Error::Create(e)),
                         Some(Err(CreateFail::Hook(hook, error))) => {
                             Err(Error::Hook { hook, error })
                         }
-                        Some(Err(CreateFail::Timeout)) => {
-                            tracing::warn!(
-                                target: "quickslot",
-                                pool = %shared.config.name,
-                                "acquire failed: create_timeout passed",
-                            );
-                            Err(Error::Timeout {
-                                phase: TimeoutPhase::Create,
-                                last_error,
-                            })
-                        }
+                        // Traced by `create`; not an acquire timeout.
+                        Some(Err(CreateFail::Timeout)) => Err(Error::Timeout {
+                            phase: TimeoutPhase::Create,
+                            last_error,
+                        }),
                         None => Err(self.timed_out(TimeoutPhase::Create, last_error)),
                     };
                 }
@@ -437,7 +486,6 @@ impl<M: Manager> Pool<M> {
         Error::Timeout { phase, last_error }
     }
 
-    #[inline]
     fn checked_out(
         &self,
         mut entry: Entry<M::Resource>,
@@ -942,7 +990,6 @@ impl<M: Manager> Shared<M> {
     }
 
     /// A resource comes back from its user.
-    #[inline]
     pub(crate) fn give_back(&self, mut entry: Entry<M::Resource>) {
         if self.manager.is_broken(&mut entry.resource) {
             if self.config.stamp_checkout {

@@ -51,10 +51,16 @@ impl Upkeep {
 /// Starts the upkeep task if the pool needs one, it is not running yet, and
 /// this thread is inside a Tokio runtime. Called by `build`, `warm_up` and
 /// each create: never on the acquire fast path.
+#[inline]
 pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
-    if !shared.config.needs_upkeep {
-        return;
+    if shared.config.needs_upkeep {
+        spawn(shared);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn spawn<M: Manager>(shared: &Arc<Shared<M>>) {
     #[cfg(not(loom))]
     {
         // Acquire: pairs with the AcqRel swap below; a task already spawned
