@@ -874,7 +874,7 @@ impl<M: Manager> Shared<M> {
         self.stats.creating(1);
         let _creating = CreatingGauge(&self.stats);
         #[cfg(feature = "metrics")]
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let mut deadline = Deadline::new(self.config.create_timeout);
         let created = deadline
             .run(async {
