@@ -384,7 +384,7 @@ fn m8_broken_on_return_racing_waiter() {
 /// resources held, shrinks to one while one holder returns its resource
 /// and a waiter queues; then the other holder returns its own. The waiter
 /// always completes, no resource is held twice, and the pool ends at its
-/// new size with the surplus resource dropped exactly once.
+/// new size with every surplus resource dropped exactly once.
 #[test]
 fn m9a_shrink_racing_acquire_and_release() {
     check("m9a_shrink_racing_acquire_and_release", || {
@@ -417,10 +417,14 @@ fn m9a_shrink_racing_acquire_and_release() {
         let s = pool.status();
         assert_eq!(s.max_size, 1);
         assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
-        assert_eq!(s.discarded.resized, 1);
-        assert_eq!((probe.created(), probe.dropped()), (2, 1));
+        // An acquire that grows with the old maximum while the resize runs
+        // is allowed (it is ordered before the resize); its surplus is shed
+        // on return. So: one or two resources shed, one left.
+        assert_eq!(probe.created() - probe.dropped(), 1, "{s:?}");
+        assert_eq!(s.discarded.resized as usize, probe.dropped(), "{s:?}");
+        assert!(probe.created() <= 3, "{s:?}");
         drop(pool);
-        assert_eq!(probe.dropped(), 2);
+        assert_eq!(probe.dropped(), probe.created());
     });
 }
 
