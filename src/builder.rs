@@ -15,6 +15,7 @@ pub const MAX_SIZE_LIMIT: usize = 1 << 20;
 
 /// The longest pause between two upkeep rounds when no setting asks for a
 /// shorter one.
+#[cfg_attr(loom, allow(dead_code))] // the upkeep task is not built under loom
 const MAX_UPKEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Settings shared by every handle of one pool.
@@ -45,6 +46,7 @@ pub(crate) struct Config {
     pub(crate) stamp_checkout: bool,
 }
 
+#[cfg_attr(loom, allow(dead_code))] // the upkeep task is not built under loom
 impl Config {
     /// The pause between two upkeep rounds: the configured one, or a
     /// quarter of the shortest period upkeep enforces, at most 30 s.

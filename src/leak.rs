@@ -1,6 +1,9 @@
 //! Leak detection: a registry of checkouts, kept only while a
 //! `leak_threshold` is set, scanned by the upkeep task.
 
+// The scan runs in the upkeep task, which is not built under loom.
+#![cfg_attr(loom, allow(dead_code))]
+
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::collections::HashMap;
 use std::panic::Location;
