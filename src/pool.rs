@@ -34,6 +34,7 @@ pub(crate) struct Slot<R> {
     pub(crate) resource: R,
     pub(crate) info: ResourceInfo,
     /// The last keepalive check, if any (upkeep only).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) checked_at: Option<Instant>,
     /// The current checkout, when checkouts are stamped (leak detection or
     /// hold-time metrics).
@@ -60,6 +61,7 @@ pub(crate) struct Shared<M: Manager> {
 
 /// Why a resource left the pool; named in `tracing` events.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) enum Reason {
     Broken,
     Expired,

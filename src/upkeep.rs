@@ -7,6 +7,9 @@
 //! takes resources from the idle store and gives them back through the
 //! core's ordinary release, which serves waiters first.
 
+// Most of this runs in the task, which is not built under loom.
+#![cfg_attr(loom, allow(dead_code))]
+
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
