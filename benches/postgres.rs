@@ -208,6 +208,13 @@ impl Stats {
         }
     }
 
+    /// Half the min..max range over rounds, relative to the median.
+    fn spread(&self) -> f64 {
+        let min = self.qps.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.qps.iter().copied().fold(0.0, f64::max);
+        (max - min) / 2.0 / self.median_qps()
+    }
+
     fn req(&self, q: f64) -> u64 {
         self.request.as_ref().map_or(0, |h| h.value_at_quantile(q))
     }
@@ -338,7 +345,8 @@ fn main() {
         "`SELECT 1` with `simple_query`, {CONNECTIONS} connections, {cores} runtime workers \
          (the server runs on the same machine), {rounds} rounds x {secs} s per pool and cell. \
          q/s is the median over rounds; latencies are one request (acquire + query), \
-         from per-task HDR histograms merged over tasks and rounds.\n"
+         from per-task HDR histograms merged over tasks and rounds. On a machine shared with \
+         other work, compare the ± column before believing a ratio.\n"
     );
     let mut checks: Vec<(String, String, bool)> = Vec::new();
     for setting in Setting::ALL {
@@ -355,9 +363,9 @@ fn main() {
             setting.describe()
         );
         out.push_str(
-            "| tasks | pool | q/s | vs quickslot | p50 | p99 | p99.9 | max | acquire p99.9 |\n",
+            "| tasks | pool | q/s | ± (rounds) | vs quickslot | p50 | p99 | p99.9 | max | acquire p99.9 |\n",
         );
-        out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for tasks in TASKS {
             let mut stats: Vec<(Kind, Stats)> =
                 Kind::ALL.iter().map(|k| (*k, Stats::default())).collect();
@@ -386,9 +394,10 @@ fn main() {
             for (kind, s) in &stats {
                 let _ = writeln!(
                     out,
-                    "| {tasks} | {} | {:.0} | {:.2}x | {} | {} | {} | {} | {} |",
+                    "| {tasks} | {} | {:.0} | {:.0} % | {:.2}x | {} | {} | {} | {} | {} |",
                     kind.name(),
                     s.median_qps(),
+                    s.spread() * 100.0,
                     q.median_qps() / s.median_qps(),
                     fmt_ns(s.req(0.5)),
                     fmt_ns(s.req(0.99)),
