@@ -42,9 +42,14 @@
 
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::idle::{IdleStore, ReuseOrder};
-use crate::sync::{fence, Arc, AtomicUsize, CachePadded, Event, EventListener, Ordering, SegQueue};
+use crate::sync::{
+    fence, Arc, ArrayQueue, AtomicUsize, CachePadded, Event, EventListener, Ordering, SegQueue,
+};
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// How many finished waiter records a pool keeps for reuse.
+const SPARE_RECORDS: usize = 64;
 /// In `waiters`: a shrink is in progress (see the module docs).
 const OVER: usize = 1 << (usize::BITS - 1);
 
@@ -70,6 +75,10 @@ pub(crate) struct Core<T> {
     max_size: AtomicUsize,
     idle: IdleStore<T>,
     queue: SegQueue<Arc<Waiter<T>>>,
+    /// Finished waiter records kept for reuse: a record and the allocation
+    /// inside its event cost two allocations and frees per wait, often on
+    /// two different threads.
+    spare: ArrayQueue<Arc<Waiter<T>>>,
     /// Resources dropped because the pool was closed. Statistics only.
     dropped_closed: AtomicUsize,
     /// Resources dropped because a shrink left the pool too large.
@@ -91,6 +100,7 @@ impl<T> Core<T> {
             max_size: AtomicUsize::new(max_size),
             idle: IdleStore::new(order, capacity),
             queue: SegQueue::new(),
+            spare: ArrayQueue::new(SPARE_RECORDS),
             dropped_closed: AtomicUsize::new(0),
             dropped_resized: AtomicUsize::new(0),
             emptied: Event::new(),
@@ -196,6 +206,23 @@ impl<T> Core<T> {
             return Ok(Grant::Item(item));
         }
         self.try_grow().map(|()| Grant::Slot)
+    }
+
+    /// A waiter record for a new wait, reused when one is spare.
+    pub(crate) fn new_waiter(&self) -> Arc<Waiter<T>> {
+        self.spare.pop().unwrap_or_else(|| Arc::new(Waiter::new()))
+    }
+
+    /// Takes back the record of a wait that ended. It is kept for reuse only
+    /// if nobody else holds it any more: a releaser may still be between
+    /// its grant and dropping its handle, and a cancelled record may still
+    /// sit in the queue.
+    pub(crate) fn retire_waiter(&self, mut waiter: Arc<Waiter<T>>) {
+        if let Some(record) = Arc::get_mut(&mut waiter) {
+            if record.reset() {
+                let _ = self.spare.push(waiter);
+            }
+        }
     }
 
     /// Publishes a waiter record. The caller listens on it first.

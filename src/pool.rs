@@ -507,7 +507,7 @@ impl<M: Manager> Pool<M> {
     async fn wait(&self) -> Result<Grant<Entry<M::Resource>>, Error<M::Error>> {
         let shared = &*self.shared;
         let started = Instant::now();
-        let waiter = Arc::new(Waiter::new());
+        let waiter = shared.core.new_waiter();
         let mut registration = Registration {
             core: &shared.core,
             waiter: &waiter,
@@ -533,6 +533,8 @@ impl<M: Manager> Pool<M> {
             listener.await;
         };
         registration.done = true;
+        drop(registration);
+        shared.core.retire_waiter(waiter);
         if result.is_ok() {
             shared.stats.add(Counter::AcquiredAfterWait, 1);
         }
