@@ -76,6 +76,10 @@ fn pg_url() -> Option<String> {
     }
 }
 
+/// The scenarios share one server (scenario 1 restarts it): they run one
+/// at a time whatever `--test-threads` says.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 macro_rules! url_or_skip {
     () => {
         match pg_url() {
@@ -297,6 +301,7 @@ async fn pg_ctl(ctl: &str, action: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s1_server_restarts_under_load() {
     let url = url_or_skip!();
+    let _serial = SERIAL.lock().await;
     let ctl = match std::env::var("QUICKSLOT_PG_CTL") {
         Ok(ctl) if !ctl.is_empty() => ctl,
         _ => {
@@ -388,6 +393,7 @@ async fn s1_server_restarts_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s2_backends_killed_mid_load() {
     let url = url_or_skip!();
+    let _serial = SERIAL.lock().await;
     let rounds = if full() { 10 } else { 3 };
     let app = "qs_chaos_kill";
     let deadline = Duration::from_secs(2) * SLOW;
@@ -464,6 +470,7 @@ async fn s2_backends_killed_mid_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_network_stall() {
     let url = url_or_skip!();
+    let _serial = SERIAL.lock().await;
     let stall = if full() {
         Duration::from_secs(5)
     } else {
@@ -588,6 +595,7 @@ async fn s3_network_stall() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s4_new_connections_refused() {
     let url = url_or_skip!();
+    let _serial = SERIAL.lock().await;
     let refused_for = if full() {
         Duration::from_secs(5)
     } else {
