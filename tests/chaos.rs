@@ -471,14 +471,17 @@ async fn s2_backends_killed_mid_load() {
 async fn s3_network_stall() {
     let url = url_or_skip!();
     let _serial = SERIAL.lock().await;
+    // In debug builds a connect costs about as much as the head waiter's
+    // remaining deadline, so creates keep being abandoned after the stall:
+    // deadline and stall are scaled there (see `SLOW`).
     let stall = if full() {
         Duration::from_secs(5)
     } else {
         Duration::from_secs(2)
-    };
+    } * SLOW;
     let app = "qs_chaos_stall";
-    let deadline = Duration::from_millis(1000);
-    let query_timeout = Duration::from_millis(300);
+    let deadline = Duration::from_millis(1000) * SLOW;
+    let query_timeout = Duration::from_millis(300) * SLOW;
     let proxy = Proxy::start(server_addr(&url)).await.expect("proxy");
     let (pool, counters) = pool(config_for(&url, app, proxy.port()), deadline);
     let load = Load::start(
