@@ -532,8 +532,8 @@ impl Harness {
                     let _rt = self.rt.enter();
                     Instant::now()
                 };
-                let too_old = self
-                    .max_lifetime
+                let too_old = info
+                    .lifetime()
                     .is_some_and(|l| now.saturating_duration_since(info.created_at()) >= l);
                 let too_idle = match (self.idle_timeout, info.last_returned()) {
                     (Some(t), Some(at)) => now.saturating_duration_since(at) >= t,
@@ -567,6 +567,18 @@ impl Harness {
         if !lock(&self.model).alive(id) {
             self.fail(format_args!(
                 "resource {id} handed out after it was dropped"
+            ));
+        }
+        let lifetime = Pooled::info(&guard).lifetime();
+        let jitter_ok = match (self.max_lifetime, lifetime) {
+            (None, None) => true,
+            (Some(max), Some(l)) => l <= max && l >= max.mul_f64(0.9),
+            _ => false,
+        };
+        if !jitter_ok {
+            self.fail(format_args!(
+                "resource {id} has lifetime {lifetime:?} for max_lifetime {:?}",
+                self.max_lifetime
             ));
         }
         self.tasks[k] = Task::Holding(guard, id);
@@ -716,10 +728,11 @@ impl Harness {
         let _rt = self.rt.enter();
         let should_drop = match how {
             Leave::Return => {
-                let created = Pooled::info(&guard).created_at();
-                let expired = self
-                    .max_lifetime
-                    .is_some_and(|l| Instant::now().saturating_duration_since(created) >= l);
+                // Each resource's lifetime is `max_lifetime` with jitter.
+                let info = *Pooled::info(&guard);
+                let expired = info.lifetime().is_some_and(|l| {
+                    Instant::now().saturating_duration_since(info.created_at()) >= l
+                });
                 let over = self.status().size > self.max_size;
                 let broken_before = lock(&self.model).broken_returns;
                 drop(guard);
@@ -1444,10 +1457,14 @@ fn check_built(pool: &Pool<UnitManager>, s: &Settings) {
     drop(waiter);
     drop(guards);
     let st = pool.status();
-    let expired = s.max_lifetime.is_some_and(|l| l <= step);
-    let expected = if expired { 0 } else { s.max_size };
+    // Lifetimes are jittered between 0.9 and 1.0 of `max_lifetime`.
+    let expected = match s.max_lifetime {
+        Some(l) if l <= step => Some(0),
+        Some(l) if l.mul_f64(0.9) <= step => None,
+        _ => Some(s.max_size),
+    };
     assert!(
-        st.waiting == 0 && st.size == expected && st.idle == expected,
+        st.waiting == 0 && st.size == st.idle && expected.map_or(true, |n| st.size == n),
         "after returning every resource (max_lifetime {:?}): {st:?}",
         s.max_lifetime
     );
