@@ -363,7 +363,7 @@ fn main() {
             setting.describe()
         );
         out.push_str(
-            "| tasks | pool | q/s | ± (rounds) | vs quickslot | p50 | p99 | p99.9 | max | acquire p99.9 |\n",
+            "| tasks | pool | q/s | ± (rounds) | quickslot ÷ pool | p50 | p99 | p99.9 | max | acquire p99.9 |\n",
         );
         out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for tasks in TASKS {
