@@ -551,7 +551,7 @@ fn chart(path: &PathBuf, r: &Results) -> Result<(), Box<dyn std::error::Error>> 
             .fold(f64::INFINITY, f64::min)
             .max(1e-3)
             / 1.5;
-        let hi = values.iter().copied().fold(0.0, f64::max).max(lo * 10.0) * 12.0; // a decade of headroom for the legend
+        let hi = values.iter().copied().fold(0.0, f64::max).max(lo * 10.0) * 60.0; // headroom above the data for the legend
         let mut ch = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 20))
             .margin(12)
