@@ -193,10 +193,23 @@ impl<T> Core<T> {
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(()),
+                Ok(_) => break,
                 Err(seen) => state = seen,
             }
         }
+        // A shrink may have lowered max_size between our check and our CAS.
+        // SeqCst (in `max_size_now`): if our CAS precedes the `swap` in
+        // `resize`, the shrinker's `settle_over` reads our slot and keeps
+        // shedding; if it follows it, this load sees the new maximum. Then we
+        // took a slot above it and give one back, but only while the pool is
+        // still too large (`shrink_one` is one atomic step), so no capacity
+        // that a waiter is owed is lost; if someone freed a slot meanwhile,
+        // ours fits and we keep it. Found by loom model 9a at three
+        // preemptions: without this the pool stayed above its maximum.
+        if state & !CLOSED >= self.max_size_now() && self.shrink_one() {
+            return Err(Busy::Full);
+        }
+        Ok(())
     }
 
     /// Fast path, then grow. `Err(Full)` means the caller has to wait.
