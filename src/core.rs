@@ -53,6 +53,16 @@ const SPARE_RECORDS: usize = 64;
 /// In `waiters`: a shrink is in progress (see the module docs).
 const OVER: usize = 1 << (usize::BITS - 1);
 
+/// What the slow branch of a release did with its grant.
+enum Slow<T> {
+    /// A waiter has it.
+    Handed,
+    /// Dropped (an item) or taken off the size (a slot) while over max_size.
+    Shed,
+    /// Nobody wanted it: park it.
+    Back(Grant<T>),
+}
+
 /// Why a grant could not be had without waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Busy {
@@ -340,11 +350,20 @@ impl<T> Core<T> {
             let waiters = self.waiters.load(Ordering::SeqCst);
             if waiters != 0 {
                 match self.release_slow(grant, waiters) {
-                    Ok(()) => return,
-                    Err(back) => grant = back,
+                    Slow::Handed => return,
+                    // The grant was shed. Like a park, that can leave a
+                    // waiter behind: it may have re-checked, taken the one
+                    // item it found and shed it here, while another item sat
+                    // idle (found by loom model 9a at three preemptions). So
+                    // re-check as after a park.
+                    Slow::Shed => {}
+                    Slow::Back(back) => {
+                        self.park(back);
+                    }
                 }
+            } else {
+                self.park(grant);
             }
-            self.park(grant);
             // SeqCst fence: pairs with the fence in `recheck` (see the module
             // docs) and with the one in `close`.
             #[cfg(not(quickslot_bug = "no_release_fence"))]
@@ -358,19 +377,22 @@ impl<T> Core<T> {
 
     /// The release path while someone waits or a shrink is in progress
     /// (`waiters` non-zero): shed if the pool is too large, else serve the
-    /// oldest waiter. `Err` gives the grant back to be parked.
+    /// oldest waiter, else hand the grant back to be parked.
     #[cold]
-    fn release_slow(&self, grant: Grant<T>, waiters: usize) -> Result<(), Grant<T>> {
+    fn release_slow(&self, grant: Grant<T>, waiters: usize) -> Slow<T> {
         let grant = if waiters & OVER != 0 {
             match self.shed(grant) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Slow::Shed,
                 // The size fits: serve waiters as usual.
                 Err(back) => back,
             }
         } else {
             grant
         };
-        self.hand_to_waiter(grant)
+        match self.hand_to_waiter(grant) {
+            Ok(()) => Slow::Handed,
+            Err(back) => Slow::Back(back),
+        }
     }
 
     /// Offers `grant` to queued waiters, oldest first.
