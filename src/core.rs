@@ -49,7 +49,7 @@ use crate::sync::{
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// How many finished waiter records a pool keeps for reuse.
-const SPARE_RECORDS: usize = 64;
+const SPARE_RECORDS: usize = 512;
 /// In `waiters`: a shrink is in progress (see the module docs).
 const OVER: usize = 1 << (usize::BITS - 1);
 

@@ -57,6 +57,7 @@ mod metrics;
 mod pool;
 mod status;
 mod sync;
+mod timer;
 mod upkeep;
 
 #[cfg(feature = "postgres")]

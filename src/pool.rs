@@ -19,6 +19,7 @@ use crate::leak::{Leaks, Stamp};
 use crate::manager::{Manager, ResourceInfo};
 use crate::status::{Counter, Stats, Status};
 use crate::sync::Arc;
+use crate::timer::{Deadline, Timers};
 use crate::upkeep::Upkeep;
 
 /// A resource with its bookkeeping, as it sits in the pool.
@@ -53,6 +54,8 @@ pub(crate) struct Shared<M: Manager> {
     /// The one flag the release path tests.
     release_extras: bool,
     pub(crate) upkeep: Upkeep,
+    /// Idle deadline timers, reused by later waits.
+    pub(crate) timers: Timers,
     /// The checked-out registry, with a `leak_threshold`.
     pub(crate) leaks: Option<Leaks>,
     #[cfg(feature = "metrics")]
@@ -234,6 +237,7 @@ impl<M: Manager> Pool<M> {
                 hooks,
                 release_extras,
                 upkeep: Upkeep::new(),
+                timers: Timers::new(),
             }),
         };
         crate::upkeep::start(&pool.shared);
@@ -351,7 +355,7 @@ impl<M: Manager> Pool<M> {
         // The slow parts (waiting, creating) are boxed, so the future stays
         // small and the fast path moves few bytes; they allocate only when
         // they run. The deadline arms a timer only when something waits.
-        let mut deadline = Deadline::new(timeout);
+        let mut deadline = Deadline::new(timeout, &shared.timers);
         let mut last_error = None;
         let mut waited = false;
         let mut grant = match shared.core.try_acquire() {
@@ -359,8 +363,13 @@ impl<M: Manager> Pool<M> {
             Err(Busy::Closed) => return Err(Error::Closed),
             Err(Busy::Full) => {
                 waited = true;
+                // One clock read serves the wait statistics and the deadline.
+                let started = deadline.start();
                 match deadline.run(self.wait()).await {
-                    Some(grant) => grant?,
+                    Some(grant) => {
+                        self.waited(started, grant.is_ok());
+                        grant?
+                    }
                     None => return Err(self.timed_out(TimeoutPhase::Wait, None)),
                 }
             }
@@ -405,7 +414,8 @@ impl<M: Manager> Pool<M> {
                         let result = match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
                             Poll::Ready(result) => Some(result.map_err(Some)),
                             Poll::Pending => {
-                                let mut inner = Deadline::new(shared.config.recycle_timeout);
+                                let mut inner =
+                                    Deadline::new(shared.config.recycle_timeout, &shared.timers);
                                 deadline
                                     .run(async {
                                         match inner.run(fut).await {
@@ -506,7 +516,6 @@ impl<M: Manager> Pool<M> {
     /// Waits in line for a grant.
     async fn wait(&self) -> Result<Grant<Entry<M::Resource>>, Error<M::Error>> {
         let shared = &*self.shared;
-        let started = Instant::now();
         let waiter = shared.core.new_waiter();
         let mut registration = Registration {
             core: &shared.core,
@@ -535,7 +544,13 @@ impl<M: Manager> Pool<M> {
         registration.done = true;
         drop(registration);
         shared.core.retire_waiter(waiter);
-        if result.is_ok() {
+        result
+    }
+
+    /// Counts a wait that ended with a grant (`served`) or the pool closed.
+    fn waited(&self, started: Instant, served: bool) {
+        let shared = &*self.shared;
+        if served {
             shared.stats.add(Counter::AcquiredAfterWait, 1);
         }
         let waited = started.elapsed();
@@ -547,7 +562,6 @@ impl<M: Manager> Pool<M> {
         if let Some(m) = &shared.metrics {
             m.acquire_wait.record(waited);
         }
-        result
     }
 
     /// Checks out an idle resource without waiting and without creating one.
@@ -879,7 +893,7 @@ impl<M: Manager> Shared<M> {
         let _creating = CreatingGauge(&self.stats);
         #[cfg(feature = "metrics")]
         let started = Instant::now();
-        let mut deadline = Deadline::new(self.config.create_timeout);
+        let mut deadline = Deadline::new(self.config.create_timeout, &self.timers);
         let created = deadline
             .run(async {
                 let resource = self.manager.create().await.map_err(CreateFail::Manager)?;
@@ -948,7 +962,7 @@ impl<M: Manager> Shared<M> {
         &self,
         entry: &mut Slot<M::Resource>,
     ) -> Result<(), RecycleFail<M::Error>> {
-        let mut deadline = Deadline::new(self.config.recycle_timeout);
+        let mut deadline = Deadline::new(self.config.recycle_timeout, &self.timers);
         let run = async {
             if let Some(hook) = &self.hooks.pre_recycle {
                 hook.run(HookKind::PreRecycle, &mut entry.resource, &entry.info)
@@ -1089,43 +1103,6 @@ impl<T> Drop for Registration<'_, T> {
         if !self.done {
             self.core.cancel(self.waiter);
         }
-    }
-}
-
-/// A deadline that reads the clock and arms a timer only when something it
-/// covers has to wait, so an acquire served at once never touches the timer
-/// wheel. Several phases run under one `Deadline` share its end.
-struct Deadline {
-    timeout: Option<Duration>,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Deadline {
-    fn new(timeout: Option<Duration>) -> Self {
-        Self {
-            timeout,
-            sleep: None,
-        }
-    }
-
-    /// Runs `fut` until it completes (`Some`) or the deadline passes
-    /// (`None`, and `fut` is dropped).
-    async fn run<F: Future>(&mut self, fut: F) -> Option<F::Output> {
-        let Some(timeout) = self.timeout else {
-            return Some(fut.await);
-        };
-        let mut fut = pin!(fut);
-        poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(out));
-            }
-            self.sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
-                .as_mut()
-                .poll(cx)
-                .map(|()| None)
-        })
-        .await
     }
 }
 

@@ -640,6 +640,100 @@ fn pooled_drops_outside_and_after_the_runtime() {
     assert_eq!(p.status().idle, 2);
 }
 
+/// Deadline timers are reused across waits (see `src/timer.rs`): a reused
+/// timer set for an earlier instant must not end a later, longer wait early,
+/// and one set for a later instant must not let a shorter wait overrun.
+#[tokio::test(start_paused = true)]
+async fn reused_timers_keep_each_deadline() {
+    let p = pool(1, TestManager::new());
+    let held = p.acquire().await.unwrap();
+    // Leaves a timer armed for now + 100 ms in the pool's cache.
+    let short = p.clone();
+    let waiter = tokio::spawn(async move {
+        short
+            .acquire_timeout(Duration::from_millis(100))
+            .await
+            .map(drop)
+    });
+    tokio::task::yield_now().await;
+    drop(held);
+    waiter.await.unwrap().unwrap();
+
+    // A 10 s wait reuses it: woken at 100 ms, it must go on waiting.
+    let held = p.acquire().await.unwrap();
+    let started = Instant::now();
+    let err = p
+        .acquire_timeout(Duration::from_secs(10))
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                phase: TimeoutPhase::Wait,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+
+    // Now the cached timer is set far out (fired, then reused at 10 s); a
+    // 50 ms wait must end at 50 ms.
+    let long = p.clone();
+    let waiter = tokio::spawn(async move {
+        long.acquire_timeout(Duration::from_secs(3600))
+            .await
+            .map(drop)
+    });
+    tokio::task::yield_now().await;
+    let started = Instant::now();
+    let err = p
+        .acquire_timeout(Duration::from_millis(50))
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert_eq!(started.elapsed(), Duration::from_millis(50));
+    drop(held);
+    waiter.await.unwrap().unwrap();
+    assert_counts(&p.status());
+    assert_eq!(p.status().timeouts, 2);
+}
+
+/// A pool used from one runtime and then from another (the runtime of
+/// each `#[tokio::test]`, say): timers cached on the first, which is gone,
+/// are never polled on the second, and deadlines still hold.
+#[test]
+fn timers_are_not_reused_across_runtimes() {
+    let p = pool(1, TestManager::new());
+    for round in 0..3 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let held = p.acquire().await.unwrap();
+            for _ in 0..4 {
+                let err = p
+                    .acquire_timeout(Duration::from_millis(5))
+                    .await
+                    .map(drop)
+                    .unwrap_err();
+                assert!(
+                    matches!(err, Error::Timeout { .. }),
+                    "round {round}: {err:?}"
+                );
+            }
+            drop(held);
+        });
+        drop(rt);
+    }
+    assert_eq!(p.status().timeouts, 12);
+    assert_counts(&p.status());
+}
+
 #[test]
 fn runtime_shutdown_with_waiters_and_holders() {
     let p = pool(1, TestManager::new());
