@@ -275,9 +275,15 @@ impl<M: Manager> Pool<M> {
     ///
     /// Dropping the future at any point loses nothing: a waiting acquire
     /// leaves the line (a resource handed to it in the meantime goes to the
-    /// next waiter), a create in flight is dropped and its slot freed, and a
-    /// resource being recycled is dropped (its state is unknown) and its
-    /// slot freed.
+    /// next waiter), a resource being recycled is dropped (its state is
+    /// unknown) and its slot freed, and a create in flight is not wasted: it
+    /// finishes in the background, bounded by `create_timeout` or else
+    /// `acquire_timeout`, and its resource goes to the next waiter (or
+    /// idle), or its slot is freed if it fails. The same happens to a create
+    /// whose acquire's deadline passes. So a stalled server never sees more
+    /// than `max_size` connection attempts at once. Without either timeout,
+    /// or outside a Tokio runtime, the create is dropped and its slot freed
+    /// at once.
     #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         let caller = self.caller();
@@ -464,7 +470,17 @@ impl<M: Manager> Pool<M> {
                         return Err(Error::Closed);
                     }
                     crate::upkeep::start(&self.shared);
-                    return match deadline.run(Box::pin(shared.create())).await {
+                    // The create owns the slot while it runs; if this acquire
+                    // gives up on it, it finishes in the background (see
+                    // `InFlight`).
+                    slot.armed = false;
+                    let mut create = InFlight::new(&self.shared);
+                    let created = deadline.run(&mut create).await;
+                    if created.is_some() {
+                        // Done: the slot is this acquire's again.
+                        slot.armed = true;
+                    }
+                    return match created {
                         Some(Ok(entry)) => {
                             slot.armed = false;
                             Ok(self.checked_out(entry, waited, None))
@@ -1087,6 +1103,99 @@ impl<M: Manager> Drop for SlotGuard<'_, M> {
                 self.shared.stats.add(Counter::Cancelled, 1);
             }
             self.shared.core.release(Grant::Slot);
+        }
+    }
+}
+
+type CreateFuture<M> = Pin<
+    Box<
+        dyn Future<
+                Output = Result<Entry<<M as Manager>::Resource>, CreateFail<<M as Manager>::Error>>,
+            > + Send,
+    >,
+>;
+
+/// A create started by an acquire. It owns the acquire's slot while it
+/// runs. If the acquire gives up on it (its deadline passed, or its future
+/// was dropped), the create is not thrown away: it finishes in a background
+/// task, bounded by `create_timeout` or else `acquire_timeout`, and its
+/// resource goes to the next waiter (or idle), or its slot is freed. So a
+/// stalled server sees at most `max_size` connection attempts at a time,
+/// not a new one for every acquire that times out. With neither timeout,
+/// or outside a Tokio runtime, the create is dropped and its slot freed at
+/// once.
+struct InFlight<M: Manager> {
+    shared: Arc<Shared<M>>,
+    fut: Option<CreateFuture<M>>,
+}
+
+impl<M: Manager> InFlight<M> {
+    fn new(shared: &Arc<Shared<M>>) -> Self {
+        let owned = shared.clone();
+        Self {
+            shared: shared.clone(),
+            fut: Some(Box::pin(async move { owned.create().await })),
+        }
+    }
+}
+
+impl<M: Manager> Future for InFlight<M> {
+    type Output = Result<Entry<M::Resource>, CreateFail<M::Error>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let fut = self.fut.as_mut().expect("polled after completion");
+        let out = std::task::ready!(fut.as_mut().poll(cx));
+        self.fut = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<M: Manager> Drop for InFlight<M> {
+    fn drop(&mut self) {
+        let Some(fut) = self.fut.take() else {
+            return;
+        };
+        let shared = &self.shared;
+        let bound = shared
+            .config
+            .create_timeout
+            .or(shared.config.acquire_timeout);
+        let runtime = tokio::runtime::Handle::try_current();
+        // A create that panicked (we are unwinding through it) cannot be
+        // resumed.
+        let (Some(bound), Ok(runtime), false) = (bound, runtime, std::thread::panicking()) else {
+            drop(fut);
+            shared.core.release(Grant::Slot);
+            return;
+        };
+        tracing::debug!(
+            target: "quickslot",
+            pool = %shared.config.name,
+            "create abandoned by its acquire: finishing it in the background",
+        );
+        // Frees the slot if the task is dropped unfinished (or never runs:
+        // a runtime shutting down drops it at once).
+        let slot = BackgroundSlot(Some(shared.clone()));
+        runtime.spawn(async move {
+            let mut slot = slot;
+            let created = tokio::time::timeout(bound, fut).await;
+            let shared = slot.0.take().expect("taken once");
+            match created {
+                Ok(Ok(entry)) => shared.core.release(Grant::Item(entry)),
+                // Counted and traced by `create` (a timeout here is not).
+                _ => shared.core.release(Grant::Slot),
+            }
+        });
+    }
+}
+
+/// The slot of a create finishing in the background.
+struct BackgroundSlot<M: Manager>(Option<Arc<Shared<M>>>);
+
+impl<M: Manager> Drop for BackgroundSlot<M> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.core.release(Grant::Slot);
         }
     }
 }

@@ -282,7 +282,13 @@ async fn timeout_phases_and_last_error() {
         ),
         "{e:?}"
     );
-    assert_eq!(p.status().size, 0, "the abandoned create freed its slot");
+    // The abandoned create goes on in the background, holding its slot, up
+    // to its bound (here the acquire_timeout): then its slot is freed.
+    let s = p.status();
+    assert_eq!((s.size, s.creating), (1, 1), "{s:?}");
+    tokio::time::sleep(Duration::from_millis(51)).await;
+    let s = p.status();
+    assert_eq!((s.size, s.creating), (0, 0), "given up at its bound: {s:?}");
 
     // Recycle fails, then the replacement create hangs: the timeout carries
     // the recycle error.
@@ -301,6 +307,8 @@ async fn timeout_phases_and_last_error() {
         }) => assert!(e.0.contains("recycle"), "{e}"),
         other => panic!("{other:?}"),
     }
+    // (The hanging create goes on in the background up to its bound.)
+    tokio::time::sleep(Duration::from_millis(51)).await;
     let s = p.status();
     assert_eq!(
         (s.size, s.recycle_failures, s.discarded.recycle_failed),
@@ -342,6 +350,92 @@ async fn timeout_phases_and_last_error() {
     );
     let s = p.status();
     assert_eq!((s.size, s.discarded.cancelled), (0, 1));
+}
+
+/// A create whose acquire gave up (deadline passed, or future dropped) is
+/// finished in the background and its resource serves the next acquire: no
+/// second create starts for the same slot, so a slow server sees at most
+/// `max_size` connection attempts.
+#[tokio::test(start_paused = true)]
+async fn abandoned_create_finishes_in_the_background() {
+    let p = Pool::builder(TestManager::always(CreateStep::Slow(
+        Duration::from_millis(100),
+    )))
+    .max_size(1)
+    .acquire_timeout(Duration::from_secs(1))
+    .build()
+    .unwrap();
+    // Deadline passes mid-create.
+    let e = p
+        .acquire_timeout(Duration::from_millis(30))
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                phase: TimeoutPhase::Create,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The next acquire waits for that create instead of starting another.
+    let started = Instant::now();
+    let got = p.acquire().await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(70));
+    assert_eq!(p.manager().creates.load(Ordering::SeqCst), 1);
+    drop(got);
+
+    // Future dropped mid-create: the resource ends idle.
+    let p = Pool::builder(TestManager::always(CreateStep::Slow(
+        Duration::from_millis(100),
+    )))
+    .max_size(2)
+    .acquire_timeout(Duration::from_secs(1))
+    .build()
+    .unwrap();
+    let task = {
+        let p = p.clone();
+        tokio::spawn(async move { p.acquire().await.map(drop) })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_eq!((p.status().size, p.status().creating), (1, 1));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = p.status();
+    assert_eq!(
+        (s.size, s.idle, s.creating, s.created),
+        (1, 1, 0, 1),
+        "{s:?}"
+    );
+    assert_counts(&s);
+    let ledger = p.manager().ledger.clone();
+    drop(p);
+    ledger.assert_all_dropped_once();
+}
+
+/// Without any timeout there is no bound for a background create: an
+/// abandoned create is dropped and its slot freed at once.
+#[tokio::test(start_paused = true)]
+async fn abandoned_create_without_a_bound_is_dropped() {
+    let p = Pool::builder(TestManager::always(CreateStep::Never))
+        .max_size(1)
+        .acquire_timeout(None)
+        .build()
+        .unwrap();
+    let task = {
+        let p = p.clone();
+        tokio::spawn(async move { p.acquire().await.map(drop) })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(p.status().creating, 1);
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let s = p.status();
+    assert_eq!((s.size, s.creating), (0, 0), "{s:?}");
 }
 
 #[tokio::test(start_paused = true)]
