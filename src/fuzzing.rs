@@ -9,14 +9,18 @@
 //! * [`run_ops`]: a small pool, a script of manager outcomes and a sequence
 //!   of operations among [`TASKS`] simulated tasks, all polled by hand on
 //!   one thread under a paused Tokio clock, with the invariants checked
-//!   after every step.
+//!   after every step. A create whose acquire gives up (deadline passed or
+//!   future dropped) is modelled like the pool: with `create_timeout` or
+//!   `acquire_timeout` configured it becomes an orphan that keeps its slot
+//!   and finishes in a runtime task (run by the clock advances) under that
+//!   bound; without either it is dropped and its slot freed at once.
 //! * [`run_config`]: arbitrary builder input; `build` must not panic and
 //!   must reject exactly the invalid settings, with a matching
 //!   [`BuildError`].
 //!
 //! Not part of the stable API.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -79,9 +83,18 @@ struct Model {
     drops: Vec<u32>,
     /// A resource dropped twice.
     double_drop: Option<u64>,
-    /// Live create / recycle futures per task.
+    /// Live create / recycle futures per task. A create whose acquire gave
+    /// up on it (an orphan) counts in `orphans` instead.
     in_create: [u32; TASKS],
     in_recycle: [u32; TASKS],
+    /// Live creates by id, with the task whose acquire runs them; `None`
+    /// for an orphan, finishing in the background.
+    creates: BTreeMap<u64, Option<usize>>,
+    next_create: u64,
+    /// Live orphan creates.
+    orphans: u32,
+    /// Resources made by orphans, not yet looked at by the harness.
+    orphan_made: Vec<u64>,
     /// Per acquire: whether a create or recycle ever started, and how many
     /// recycles returned an error.
     started_create: [bool; TASKS],
@@ -105,6 +118,29 @@ impl Model {
 
     fn alive(&self, id: u64) -> bool {
         self.drops.get(id as usize) == Some(&0)
+    }
+
+    /// The task whose acquire runs live create `id`; `None` for an orphan
+    /// (or a create no longer live).
+    fn create_owner(&self, id: u64) -> Option<usize> {
+        self.creates.get(&id).copied().flatten()
+    }
+
+    /// The live creates of `task`'s acquire become orphans: no longer the
+    /// task's, still live (and holding their slots). Returns their ids.
+    fn orphan(&mut self, task: usize) -> Vec<u64> {
+        let ids: Vec<u64> = self
+            .creates
+            .iter()
+            .filter(|(_, owner)| **owner == Some(task))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.creates.insert(*id, None);
+            self.in_create[task] -= 1;
+            self.orphans += 1;
+        }
+        ids
     }
 }
 
@@ -151,19 +187,26 @@ enum LiveKind {
     Recycle,
 }
 
-/// Counts a create or recycle future of one task while it lives.
+/// Counts a create or recycle future of one task while it lives. A create
+/// may outlive its task's acquire as an orphan (see [`Model::orphan`]).
 struct Live {
     model: Arc<Mutex<Model>>,
     task: usize,
     kind: LiveKind,
+    /// The create's id in `Model::creates` (creates only).
+    id: u64,
 }
 
 impl Live {
     fn start(model: &Arc<Mutex<Model>>, kind: LiveKind) -> Self {
         let mut m = lock(model);
         let task = m.current;
+        let mut id = 0;
         match kind {
             LiveKind::Create => {
+                id = m.next_create;
+                m.next_create += 1;
+                m.creates.insert(id, Some(task));
                 m.in_create[task] += 1;
                 m.started_create[task] = true;
             }
@@ -176,6 +219,7 @@ impl Live {
             model: model.clone(),
             task,
             kind,
+            id,
         }
     }
 }
@@ -184,7 +228,11 @@ impl Drop for Live {
     fn drop(&mut self) {
         let mut m = lock(&self.model);
         match self.kind {
-            LiveKind::Create => m.in_create[self.task] -= 1,
+            LiveKind::Create => match m.creates.remove(&self.id) {
+                Some(Some(task)) => m.in_create[task] -= 1,
+                Some(None) => m.orphans -= 1,
+                None => unreachable!("create {} ended twice", self.id),
+            },
             LiveKind::Recycle => m.in_recycle[self.task] -= 1,
         }
     }
@@ -222,12 +270,18 @@ impl Manager for FuzzManager {
             };
             let mut m = lock(&model);
             if fail {
-                m.create_failed[live.task] = true;
+                // An orphan's failure is no acquire's: it only frees its slot.
+                if let Some(task) = m.create_owner(live.id) {
+                    m.create_failed[task] = true;
+                }
                 drop(m);
                 return Err(FuzzError);
             }
             let id = m.drops.len() as u64;
             m.drops.push(0);
+            if m.create_owner(live.id).is_none() {
+                m.orphan_made.push(id);
+            }
             drop(m);
             Ok(Res { id, model })
         }
@@ -321,6 +375,25 @@ struct Acquiring {
     /// It was among the oldest waiters when the pool's waiting count said
     /// they had been served (granted or closed): its next poll must move on.
     owed: bool,
+    /// When its create started (the poll that entered `Creating`).
+    create_started: Option<Instant>,
+}
+
+/// A create whose acquire gave up on it, finishing in a background task
+/// under the orphan bound.
+#[derive(Debug)]
+struct Orphan {
+    /// Its id in `Model::creates`.
+    id: u64,
+    /// The latest its bound can end: the background task first runs in the
+    /// first `advance` after it was spawned (after that advance moved the
+    /// clock), and starts its `timeout(bound, ..)` then. `None` until that
+    /// advance.
+    deadline: Option<Instant>,
+    /// Advances that ended at or after `deadline`. The bound's timer fires
+    /// in the first (the runtime parks after moving the clock) and the task
+    /// runs in the next, so after two the orphan must be gone.
+    late: u32,
 }
 
 enum Task {
@@ -349,6 +422,14 @@ struct Harness {
     cap: usize,
     max_lifetime: Option<Duration>,
     idle_timeout: Option<Duration>,
+    create_timeout: Option<Duration>,
+    /// `create_timeout.or(acquire_timeout)` as configured: with it, a
+    /// create whose acquire gives up (deadline passed or future dropped)
+    /// finishes in the background for at most this long, keeping its slot;
+    /// without it, it is dropped and its slot freed at once.
+    orphan_bound: Option<Duration>,
+    /// Live orphan creates.
+    orphans: Vec<Orphan>,
     next_seq: u64,
     detached: u64,
     discarded: u64,
@@ -455,6 +536,9 @@ impl Harness {
             cap: max_size,
             max_lifetime,
             idle_timeout,
+            create_timeout,
+            orphan_bound: create_timeout.or(acquire_timeout),
+            orphans: Vec::new(),
             next_seq: 0,
             detached: 0,
             discarded: 0,
@@ -510,6 +594,7 @@ impl Harness {
             seen_wakes: 0,
             phase: Phase::NotPolled,
             owed: false,
+            create_started: None,
         });
     }
 
@@ -597,9 +682,18 @@ impl Harness {
         let owed = acq.owed;
         acq.seen_wakes = acq.waker.count();
         let waker = Waker::from(acq.waker.clone());
-        let result = {
+        let (result, now) = {
             let _rt = self.rt.enter();
-            acq.fut.as_mut().poll(&mut Context::from_waker(&waker))
+            let result = acq.fut.as_mut().poll(&mut Context::from_waker(&waker));
+            (result, Instant::now())
+        };
+        // When a create of this acquire (live or ended in this poll) started:
+        // a create starts in the poll that enters `Creating`, and the clock
+        // stands still during a poll.
+        let create_started = if before == Phase::Creating {
+            acq.create_started.unwrap_or(now)
+        } else {
+            now
         };
         let (in_create, in_recycle, create_failed, started_create, started_recycle, recycle_errors) = {
             let m = lock(&self.model);
@@ -661,6 +755,9 @@ impl Harness {
                         if last_error.is_some() && recycle_errors == 0 {
                             self.fail("a timeout carries an error the manager never returned");
                         }
+                        if phase == TimeoutPhase::Create {
+                            self.create_timed_out(k, create_started, now);
+                        }
                     }
                 }
             }
@@ -696,6 +793,7 @@ impl Harness {
                 if let Task::Acquiring(acq) = &mut self.tasks[k] {
                     acq.phase = phase;
                     acq.owed = false;
+                    acq.create_started = (phase == Phase::Creating).then_some(create_started);
                 }
             }
         }
@@ -711,10 +809,77 @@ impl Harness {
         }
     }
 
+    /// An acquire returned `Timeout { phase: Create }` at `now`, its create
+    /// having started at `started`: either the create's own
+    /// `create_timeout` passed (the create ended), or the acquire's
+    /// deadline passed first and the acquire gave up on a running create.
+    fn create_timed_out(&mut self, k: usize, started: Instant, now: Instant) {
+        let own_timeout = self
+            .create_timeout
+            .is_some_and(|t| now.saturating_duration_since(started) >= t);
+        if own_timeout {
+            // The create is polled before the acquire's deadline is looked
+            // at, so its own timeout wins; it ended.
+            let live = lock(&self.model).in_create[k];
+            if live != 0 {
+                self.fail(format_args!(
+                    "task {k}'s create outlived its create_timeout {:?} (started {:?} ago)",
+                    self.create_timeout,
+                    now.saturating_duration_since(started)
+                ));
+            }
+        } else {
+            self.create_abandoned(k, "its deadline passed");
+        }
+    }
+
+    /// Whether a create whose acquire gives up finishes in the background:
+    /// with a bound, and a runtime (always entered here), and not while
+    /// unwinding.
+    fn orphaning(&self) -> bool {
+        self.orphan_bound.is_some() && !std::thread::panicking()
+    }
+
+    /// Task `k`'s acquire gave up on its running create (`why`): with the
+    /// orphan bound the create must live on, no longer the task's and still
+    /// holding its slot; without it, it must be gone (and its slot freed).
+    fn create_abandoned(&mut self, k: usize, why: &str) {
+        let live = lock(&self.model).in_create[k];
+        if !self.orphaning() {
+            if live != 0 {
+                self.fail(format_args!(
+                    "task {k}'s create outlived its acquire ({why}) with neither \
+                     create_timeout nor acquire_timeout"
+                ));
+            }
+            return;
+        }
+        if live != 1 {
+            self.fail(format_args!(
+                "task {k} runs {live} creates after its acquire gave up ({why}); with bound \
+                 {:?} its create should finish in the background",
+                self.orphan_bound
+            ));
+        }
+        let ids = lock(&self.model).orphan(k);
+        self.orphans.extend(ids.into_iter().map(|id| Orphan {
+            id,
+            deadline: None,
+            late: 0,
+        }));
+    }
+
     fn drop_future(&mut self, k: usize) {
-        if matches!(self.tasks[k], Task::Acquiring(_)) {
+        let Task::Acquiring(acq) = &self.tasks[k] else {
+            return;
+        };
+        let creating = acq.phase == Phase::Creating;
+        {
             let _rt = self.rt.enter();
             self.tasks[k] = Task::Empty;
+        }
+        if creating {
+            self.create_abandoned(k, "its future was dropped");
         }
     }
 
@@ -763,8 +928,43 @@ impl Harness {
         }
     }
 
+    /// Moves the paused clock on; this also runs the runtime's tasks, so
+    /// orphan creates progress here (see [`Orphan`]).
     fn advance(&mut self, d: Duration) {
+        // Above `max_size` after a shrink, a released resource may be shed.
+        let may_shed = self.cap > self.max_size;
         self.rt.block_on(tokio::time::advance(d));
+        // An orphan's resource enters the pool like a returned one: to a
+        // waiter or idle (the checks account for it there), or dropped at
+        // once if the pool is closed.
+        let made = std::mem::take(&mut lock(&self.model).orphan_made);
+        for id in made {
+            let alive = lock(&self.model).alive(id);
+            if self.closed && alive {
+                self.fail(format_args!(
+                    "resource {id}, made by an orphan create, kept by a closed pool"
+                ));
+            }
+            if !self.closed && !may_shed && !alive {
+                self.fail(format_args!(
+                    "resource {id}, made by an orphan create, was dropped instead of \
+                     entering the pool"
+                ));
+            }
+        }
+        let now = {
+            let _rt = self.rt.enter();
+            Instant::now()
+        };
+        // Orphans exist only with a bound.
+        let bound = self.orphan_bound.unwrap_or_default();
+        for orphan in &mut self.orphans {
+            match orphan.deadline {
+                None => orphan.deadline = Some(now + bound),
+                Some(at) if now >= at => orphan.late += 1,
+                Some(_) => {}
+            }
+        }
     }
 
     fn retain(&mut self, mask: u8, nested: bool) {
@@ -858,12 +1058,28 @@ impl Harness {
         if st.idle + st.creating > st.size || st.in_use != st.size - st.idle - st.creating {
             problems.push("idle + in_use + creating != size".to_string());
         }
-        let creating: u32 = m.in_create.iter().sum();
+        // Orphans still create (and hold their slots).
+        let creating: u32 = m.in_create.iter().sum::<u32>() + m.orphans;
         let recycling: u32 = m.in_recycle.iter().sum();
         if st.creating != creating as usize {
             problems.push(format!(
-                "creating gauge {} but {creating} creates live",
-                st.creating
+                "creating gauge {} but {creating} creates live ({} orphans)",
+                st.creating, m.orphans
+            ));
+        }
+        self.orphans.retain(|o| m.creates.contains_key(&o.id));
+        let unowned = m.creates.values().filter(|owner| owner.is_none()).count();
+        if unowned != m.orphans as usize || unowned != self.orphans.len() {
+            problems.push(format!(
+                "{unowned} creates unowned, {} orphans counted, {} abandoned",
+                m.orphans,
+                self.orphans.len()
+            ));
+        }
+        if let Some(o) = self.orphans.iter().find(|o| o.late >= 2) {
+            problems.push(format!(
+                "orphan create {} outlived its bound {:?} (due by {:?})",
+                o.id, self.orphan_bound, o.deadline
             ));
         }
         let mut held = 0;
