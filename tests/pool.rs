@@ -417,6 +417,42 @@ async fn abandoned_create_finishes_in_the_background() {
     ledger.assert_all_dropped_once();
 }
 
+/// Closing while an abandoned create finishes in the background: its
+/// resource is dropped when it arrives, and `drain` waits for it.
+#[tokio::test(start_paused = true)]
+async fn drain_waits_for_a_background_create() {
+    let p = Pool::builder(TestManager::always(CreateStep::Slow(
+        Duration::from_millis(100),
+    )))
+    .max_size(2)
+    .acquire_timeout(Duration::from_secs(1))
+    .build()
+    .unwrap();
+    let e = p
+        .acquire_timeout(Duration::from_millis(30))
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    let started = Instant::now();
+    let report = p.drain(Duration::from_secs(5)).await;
+    assert_eq!(
+        (report.checked_out, report.returned, report.outstanding),
+        (1, 1, 0)
+    );
+    assert_eq!(started.elapsed(), Duration::from_millis(70));
+    let s = p.status();
+    assert_eq!(
+        (s.size, s.idle, s.creating, s.created),
+        (0, 0, 0, 1),
+        "{s:?}"
+    );
+    let ledger = p.manager().ledger.clone();
+    assert_eq!((ledger.created(), ledger.dropped()), (1, 1));
+    drop(p);
+    ledger.assert_all_dropped_once();
+}
+
 /// Without any timeout there is no bound for a background create: an
 /// abandoned create is dropped and its slot freed at once.
 #[tokio::test(start_paused = true)]
