@@ -169,6 +169,12 @@ impl<M: Manager> Builder<M> {
 
     /// A deadline for each create, inside the acquire deadline. Default:
     /// `None` (only the acquire deadline applies).
+    ///
+    /// It also bounds a create whose acquire gave up on it (the acquire's
+    /// deadline passed, or its future was dropped): such a create finishes
+    /// in the background, keeping its slot, and its resource goes to the
+    /// next waiter. Without a `create_timeout` the `acquire_timeout` bounds
+    /// it; with neither, it is dropped at once (see [`Pool::acquire`]).
     pub fn create_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.create_timeout = timeout.into();
         self
