@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
+use std::ops::Deref;
 use std::panic::Location;
 use std::pin::{pin, Pin};
 use std::task::Poll;
@@ -1175,11 +1176,11 @@ impl<M: Manager> Drop for InFlight<M> {
         );
         // Frees the slot if the task is dropped unfinished (or never runs:
         // a runtime shutting down drops it at once).
-        let slot = BackgroundSlot(Some(shared.clone()));
+        let slot = OwnedSlot::new(shared.clone());
         runtime.spawn(async move {
             let mut slot = slot;
             let created = tokio::time::timeout(bound, fut).await;
-            let shared = slot.0.take().expect("taken once");
+            let shared = slot.disarm();
             match created {
                 Ok(Ok(entry)) => shared.core.release(Grant::Item(entry)),
                 // Counted and traced by `create` (a timeout here is not).
@@ -1189,10 +1190,23 @@ impl<M: Manager> Drop for InFlight<M> {
     }
 }
 
-/// The slot of a create finishing in the background.
-struct BackgroundSlot<M: Manager>(Option<Arc<Shared<M>>>);
+/// A slot held outside an acquire (a background create, a `min_idle`
+/// create, a keepalive check), by reference or by `Arc`: freed if dropped
+/// while still held, handed back by [`disarm`](Self::disarm) otherwise.
+pub(crate) struct OwnedSlot<M: Manager, P: Deref<Target = Shared<M>>>(Option<P>);
 
-impl<M: Manager> Drop for BackgroundSlot<M> {
+impl<M: Manager, P: Deref<Target = Shared<M>>> OwnedSlot<M, P> {
+    pub(crate) fn new(shared: P) -> Self {
+        Self(Some(shared))
+    }
+
+    /// The holder is done with the slot itself (it releases a grant).
+    pub(crate) fn disarm(&mut self) -> P {
+        self.0.take().expect("disarmed once")
+    }
+}
+
+impl<M: Manager, P: Deref<Target = Shared<M>>> Drop for OwnedSlot<M, P> {
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
             shared.core.release(Grant::Slot);

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::handoff::Grant;
 use crate::manager::Manager;
-use crate::pool::{CreateFail, Entry, Reason, Shared};
+use crate::pool::{CreateFail, Entry, OwnedSlot, Reason, Shared};
 use crate::status::Counter;
 use crate::sync::{Arc, AtomicBool, Ordering};
 
@@ -188,17 +188,6 @@ impl<M: Manager> Drop for Taken<'_, M> {
     }
 }
 
-/// A slot taken for a `min_idle` create; freed if the create is dropped.
-struct OwnedSlot<'a, M: Manager>(Option<&'a Shared<M>>);
-
-impl<M: Manager> Drop for OwnedSlot<'_, M> {
-    fn drop(&mut self) {
-        if let Some(shared) = self.0 {
-            shared.core.release(Grant::Slot);
-        }
-    }
-}
-
 impl<M: Manager> Shared<M> {
     /// Creates until `min_idle` resources are idle (or being created), one
     /// at a time. `Err(None)`: the pool is closed.
@@ -218,9 +207,9 @@ impl<M: Manager> Shared<M> {
                     Ok(())
                 };
             }
-            let mut slot = OwnedSlot(Some(self));
+            let mut slot = OwnedSlot::new(self);
             let created = self.create().await;
-            slot.0 = None;
+            slot.disarm();
             match created {
                 // To a waiter if anyone waits, else idle.
                 Ok(entry) => self.core.release(Grant::Item(entry)),
@@ -293,9 +282,9 @@ impl<M: Manager> Shared<M> {
         while let Some(mut entry) = taken.entries.pop() {
             // Out of `taken` while recycling: if the task is dropped here,
             // `entry` drops unrecycled and `guard` frees its slot.
-            let mut guard = OwnedSlot(Some(self));
+            let mut guard = OwnedSlot::new(self);
             let result = self.recycle_hooked(&mut entry).await;
-            guard.0 = None;
+            guard.disarm();
             match result {
                 Ok(()) => {
                     entry.checked_at = Some(Instant::now());
