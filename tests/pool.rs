@@ -17,6 +17,17 @@ fn pool(max: usize, m: TestManager) -> Pool<TestManager> {
     Pool::builder(m).max_size(max).build().unwrap()
 }
 
+/// Creates take 100 ms; a 1 s acquire_timeout bounds abandoned ones.
+fn slow_create_pool(max: usize) -> Pool<TestManager> {
+    Pool::builder(TestManager::always(CreateStep::Slow(
+        Duration::from_millis(100),
+    )))
+    .max_size(max)
+    .acquire_timeout(Duration::from_secs(1))
+    .build()
+    .unwrap()
+}
+
 /// A waker that counts its wake-ups.
 #[derive(Default)]
 struct CountingWaker(std::sync::atomic::AtomicUsize);
@@ -358,13 +369,7 @@ async fn timeout_phases_and_last_error() {
 /// `max_size` connection attempts.
 #[tokio::test(start_paused = true)]
 async fn abandoned_create_finishes_in_the_background() {
-    let p = Pool::builder(TestManager::always(CreateStep::Slow(
-        Duration::from_millis(100),
-    )))
-    .max_size(1)
-    .acquire_timeout(Duration::from_secs(1))
-    .build()
-    .unwrap();
+    let p = slow_create_pool(1);
     // Deadline passes mid-create.
     let e = p
         .acquire_timeout(Duration::from_millis(30))
@@ -389,13 +394,7 @@ async fn abandoned_create_finishes_in_the_background() {
     drop(got);
 
     // Future dropped mid-create: the resource ends idle.
-    let p = Pool::builder(TestManager::always(CreateStep::Slow(
-        Duration::from_millis(100),
-    )))
-    .max_size(2)
-    .acquire_timeout(Duration::from_secs(1))
-    .build()
-    .unwrap();
+    let p = slow_create_pool(2);
     let task = {
         let p = p.clone();
         tokio::spawn(async move { p.acquire().await.map(drop) })
@@ -421,13 +420,7 @@ async fn abandoned_create_finishes_in_the_background() {
 /// resource is dropped when it arrives, and `drain` waits for it.
 #[tokio::test(start_paused = true)]
 async fn drain_waits_for_a_background_create() {
-    let p = Pool::builder(TestManager::always(CreateStep::Slow(
-        Duration::from_millis(100),
-    )))
-    .max_size(2)
-    .acquire_timeout(Duration::from_secs(1))
-    .build()
-    .unwrap();
+    let p = slow_create_pool(2);
     let e = p
         .acquire_timeout(Duration::from_millis(30))
         .await

@@ -105,7 +105,12 @@ impl Lru {
 /// A bounded LRU of prepared statements, owned by one connection.
 ///
 /// Uses a `std::sync::Mutex` that is never held across an `.await`, so the
-/// cache can be used through `&self` (also from inside a transaction).
+/// cache can be used through `&self` (also from inside a transaction). It is
+/// not on the pool's acquire/release path: only `prepare_cached` and
+/// `clear_statement_caches` take it, for the one connection that owns the
+/// cache, whose single user holds it checked out, so it is uncontended. (A
+/// lock-free map would buy nothing there and cost an LRU that is no longer
+/// exact.)
 #[derive(Debug)]
 pub(crate) struct StatementCache {
     capacity: usize,
