@@ -82,6 +82,7 @@ impl<T> Waiter<T> {
     pub(crate) fn reset(&mut self) -> bool {
         // SAFETY: `&mut self` is exclusive access to the cell.
         let empty = self.cell.with_mut(|cell| unsafe { (*cell).is_none() });
+        debug_assert!(empty, "a finished waiter record still holds a grant");
         // Relaxed: we hold the only handle; the record is published again
         // only through the queue push and the SeqCst count in `register`,
         // which order this store before any other reader.
@@ -157,8 +158,12 @@ impl<T> Waiter<T> {
             GRANTED => Outcome::Granted(self.take()),
             CLOSED => Outcome::Closed,
             // TAKEN or CANCELLED: the waiter already finished with the record
-            // and does not poll again.
-            _ => Outcome::Closed,
+            // and never polls again. Loud in debug builds; a release build
+            // reports the wait as ended rather than reading the cell.
+            other => {
+                debug_assert!(false, "a finished waiter record was polled (state {other})");
+                Outcome::Closed
+            }
         }
     }
 
@@ -174,7 +179,11 @@ impl<T> Waiter<T> {
         {
             Ok(_) => Outcome::Waiting,
             Err(GRANTED) => Outcome::Granted(self.take()),
-            Err(_) => Outcome::Closed,
+            Err(CLOSED) => Outcome::Closed,
+            Err(other) => {
+                debug_assert!(false, "a finished waiter record was cancelled (state {other})");
+                Outcome::Closed
+            }
         }
     }
 

@@ -41,7 +41,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod builder;
-mod core;
+mod raw;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

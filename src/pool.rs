@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::builder::{Builder, Config};
-use crate::core::{Busy, Core};
+use crate::raw::{Core, Unavailable as Busy};
 use crate::error::{Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
 use crate::guard::Pooled;
 use crate::handoff::{Grant, Outcome, Waiter};

@@ -12,10 +12,10 @@
 //! * `queue`: waiter records in arrival order (it may also hold records whose
 //!   waiter gave up; they are skipped).
 //! * `waiters`: how many records are registered and not yet granted,
-//!   cancelled or closed, plus the `OVER` bit on top. It gates the fast
+//!   cancelled or closed, plus the `SHRINKING` bit on top. It gates the fast
 //!   path: while it is non-zero, an arrival never takes an idle resource, so
 //!   waiters are served in order, and a release takes the slow branch.
-//! * `OVER` (in `waiters`): set by a shrinking [`Core::resize`] while the
+//! * `SHRINKING` (in `waiters`): set by a shrinking [`Core::resize`] while the
 //!   size may exceed `max_size`. Folding it into the word both fast paths
 //!   already test makes a resizable pool cost nothing on them: only the
 //!   slow branches look at it, and there a release that finds
@@ -24,7 +24,7 @@
 //! # Invariants
 //!
 //! * `size <= max_size` at all times (a grow is a CAS that checks it),
-//!   except after a shrinking resize, while `OVER` is set: then no grow
+//!   except after a shrinking resize, while `SHRINKING` is set: then no grow
 //!   succeeds and every release sheds until `size <= max_size`.
 //! * Every slot is in exactly one place: an idle resource, a resource held by
 //!   a user, a create in flight, or a [`Grant`] being passed along.
@@ -43,15 +43,19 @@
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::idle::{IdleStore, ReuseOrder};
 use crate::sync::{
-    fence, Arc, ArrayQueue, AtomicUsize, CachePadded, Event, EventListener, Ordering, SegQueue,
+    fence, Arc, ArrayQueue, AtomicBool, AtomicUsize, CachePadded, Event, EventListener, Ordering, SegQueue,
 };
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
+/// Cancelled records in the queue before a cancel tries to compact it
+/// (also at least twice the live ones). Tiny in unit tests, to reach it.
+const COMPACT_AFTER: isize = if cfg!(test) { 0 } else { 64 };
+
 /// How many finished waiter records a pool keeps for reuse.
 const SPARE_RECORDS: usize = 512;
 /// In `waiters`: a shrink is in progress (see the module docs).
-const OVER: usize = 1 << (usize::BITS - 1);
+const SHRINKING: usize = 1 << (usize::BITS - 1);
 
 /// What the slow branch of a release did with its grant.
 enum Slow<T> {
@@ -65,7 +69,7 @@ enum Slow<T> {
 
 /// Why a grant could not be had without waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Busy {
+pub(crate) enum Unavailable {
     /// Every slot is taken.
     Full,
     /// The pool is closed.
@@ -81,10 +85,13 @@ pub(crate) struct Core<T> {
     /// Records cancelled while still queued (for the clean-up heuristic).
     stale: CachePadded<AtomicUsize>,
     /// Set while one thread compacts the queue.
-    compacting: AtomicUsize,
+    compacting: AtomicBool,
     max_size: AtomicUsize,
     idle: IdleStore<T>,
     queue: SegQueue<Arc<Waiter<T>>>,
+    /// The head of the line, when a compaction put a live record back: it
+    /// is older than everything in `queue`. Pushed to only by the compactor.
+    front: ArrayQueue<Arc<Waiter<T>>>,
     /// Finished waiter records kept for reuse: a record and the allocation
     /// inside its event cost two allocations and frees per wait, often on
     /// two different threads.
@@ -96,6 +103,19 @@ pub(crate) struct Core<T> {
     dropped_resized: AtomicUsize,
     /// Notified when a closed pool's size reaches zero (for `drain`).
     emptied: Event,
+    /// Unit tests: run once while a compaction holds a live record.
+    #[cfg(test)]
+    hold_hook: std::sync::Mutex<Option<HoldHook<T>>>,
+}
+
+#[cfg(test)]
+struct HoldHook<T>(Box<dyn FnOnce(&Core<T>) + Send>);
+
+#[cfg(test)]
+impl<T> std::fmt::Debug for HoldHook<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HoldHook")
+    }
 }
 
 impl<T> Core<T> {
@@ -106,14 +126,17 @@ impl<T> Core<T> {
             state: CachePadded::new(AtomicUsize::new(0)),
             waiters: CachePadded::new(AtomicUsize::new(0)),
             stale: CachePadded::new(AtomicUsize::new(0)),
-            compacting: AtomicUsize::new(0),
+            compacting: AtomicBool::new(false),
             max_size: AtomicUsize::new(max_size),
             idle: IdleStore::new(order, capacity),
             queue: SegQueue::new(),
+            front: ArrayQueue::new(1),
             spare: ArrayQueue::new(SPARE_RECORDS),
             dropped_closed: AtomicUsize::new(0),
             dropped_resized: AtomicUsize::new(0),
             emptied: Event::new(),
+            #[cfg(test)]
+            hold_hook: std::sync::Mutex::new(None),
         }
     }
 
@@ -140,7 +163,7 @@ impl<T> Core<T> {
 
     pub(crate) fn waiting(&self) -> usize {
         // SeqCst: see `register`.
-        self.waiters.load(Ordering::SeqCst) & !OVER
+        self.waiters.load(Ordering::SeqCst) & !SHRINKING
     }
 
     pub(crate) fn dropped_closed(&self) -> usize {
@@ -172,7 +195,17 @@ impl<T> Core<T> {
         if self.waiters.load(Ordering::SeqCst) != 0 {
             return None;
         }
-        self.idle.pop()
+        let item = self.idle.pop()?;
+        // SeqCst: pairs with the `fetch_or` in `close`. A release racing a
+        // close may park an item after the close drained the store (its own
+        // re-check then drops it); an acquire that comes after the close
+        // must not get it. The word is written only by grow, shrink and
+        // close, so this read stays in the cache.
+        if self.state.load(Ordering::SeqCst) & CLOSED != 0 {
+            self.discard_closed(Grant::Item(item));
+            return None;
+        }
+        Some(item)
     }
 
     /// An idle resource regardless of waiters (for `retain` and upkeep).
@@ -181,18 +214,18 @@ impl<T> Core<T> {
     }
 
     /// Takes a free slot if the pool is below `max_size` and open.
-    pub(crate) fn try_grow(&self) -> Result<(), Busy> {
+    pub(crate) fn try_grow(&self) -> Result<(), Unavailable> {
         // Relaxed: the CAS below validates the value.
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if state & CLOSED != 0 {
-                return Err(Busy::Closed);
+                return Err(Unavailable::Closed);
             }
             // Relaxed: a grow racing a resize may use either value. A waiter
             // that must see a raised value reads it after the SeqCst fence
             // in `recheck`, which pairs with the fence in `resize`.
             if state >= self.max_size.load(Ordering::Relaxed) {
-                return Err(Busy::Full);
+                return Err(Unavailable::Full);
             }
             // SeqCst: the slot count takes part in the Dekker pairs of
             // `recheck` (a waiter that grows) and `release` (a releaser that
@@ -217,14 +250,14 @@ impl<T> Core<T> {
         // ours fits and we keep it. Found by loom model 9a at three
         // preemptions: without this the pool stayed above its maximum.
         if state & !CLOSED >= self.max_size_now() && self.shrink_one() {
-            return Err(Busy::Full);
+            return Err(Unavailable::Full);
         }
         Ok(())
     }
 
     /// Fast path, then grow. `Err(Full)` means the caller has to wait.
     #[inline]
-    pub(crate) fn try_acquire(&self) -> Result<Grant<T>, Busy> {
+    pub(crate) fn try_acquire(&self) -> Result<Grant<T>, Unavailable> {
         if let Some(item) = self.pop_idle() {
             return Ok(Grant::Item(item));
         }
@@ -288,7 +321,7 @@ impl<T> Core<T> {
                 // Relaxed: a heuristic count for the clean-up below.
                 // Read as signed: a racing decrement may run first.
                 let stale = self.stale.fetch_add(1, Ordering::Relaxed).wrapping_add(1) as isize;
-                if stale > 64 && stale > 2 * self.waiting() as isize {
+                if stale > COMPACT_AFTER && stale > 2 * self.waiting() as isize {
                     self.compact();
                 }
             }
@@ -300,43 +333,81 @@ impl<T> Core<T> {
         }
     }
 
-    /// Drops cancelled records from the queue, so a pool whose resources are
-    /// all held for a long time does not accumulate the records of every
-    /// acquire that timed out meanwhile. One thread at a time; live records
-    /// keep their relative order.
+    /// Trims cancelled records off the head of the line, so a pool whose
+    /// resources are all held for a long time does not keep the record of
+    /// every acquire that timed out meanwhile. One thread at a time.
+    ///
+    /// It never trims past a live record: the first one it meets goes into
+    /// `front`, which every releaser serves before `queue`, so the line keeps
+    /// its order. At most one live record is ever out of both queues (for
+    /// the few instructions between its pop and its push into `front`), and
+    /// the re-check afterwards, which hands a parked grant to the head of the
+    /// line, covers any release that found the line empty meanwhile. A
+    /// release in that instant may serve the second waiter before the first.
     fn compact(&self) {
-        // Acquire/Release: a plain try-lock flag around the compaction; it
-        // is never waited on, so it is no lock on any path.
+        // Acquire/Release: a try-lock flag around the compaction; it is never
+        // waited on, so it is no lock on any path.
         if self
             .compacting
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             return;
         }
-        let mut live = Vec::new();
-        for _ in 0..self.queue.len() {
-            let Some(waiter) = self.queue.pop() else {
-                break;
-            };
+        let mut holds_live = false;
+        // `front` first: a cancelled record there would stop the trim.
+        if let Some(waiter) = self.front.pop() {
             if waiter.is_waiting() {
-                live.push(waiter);
+                self.put_front(waiter);
+                holds_live = true;
             } else {
                 // Relaxed: heuristic count.
                 self.stale.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        let requeued = !live.is_empty();
-        for waiter in live {
-            self.queue.push(waiter);
+        if !holds_live {
+            for _ in 0..self.queue.len() {
+                let Some(waiter) = self.queue.pop() else {
+                    break;
+                };
+                if waiter.is_waiting() {
+                    #[cfg(test)]
+                    self.run_hold_hook();
+                    self.put_front(waiter);
+                    holds_live = true;
+                    break;
+                }
+                // Relaxed: heuristic count.
+                self.stale.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         // Release: pairs with the Acquire CAS above.
-        self.compacting.store(0, Ordering::Release);
-        if requeued {
-            // A releaser may have found the queue empty while we held the
-            // records and parked its grant: same re-check as a new waiter.
+        self.compacting.store(false, Ordering::Release);
+        if holds_live {
+            // A releaser may have found the line empty while we held the
+            // record, and parked its grant: the same re-check as a new
+            // waiter's.
             self.recheck();
         }
+    }
+
+    /// Puts the live record a compaction took back at the head of the line.
+    fn put_front(&self, waiter: Arc<Waiter<T>>) {
+        // Only the compactor pushes to `front`, one record at a time, after
+        // emptying it: the push cannot fail.
+        let pushed = self.front.push(waiter);
+        debug_assert!(pushed.is_ok(), "the front slot is empty during a compaction");
+    }
+
+    /// The oldest queued record: `front` (a record a compaction put back)
+    /// comes before `queue`.
+    fn pop_waiter(&self) -> Option<Arc<Waiter<T>>> {
+        self.front.pop().or_else(|| self.queue.pop())
+    }
+
+    /// Whether no record is queued (live or not).
+    fn line_is_empty(&self) -> bool {
+        self.queue.is_empty() && self.front.is_empty()
     }
 
     // ----- release side -----
@@ -380,7 +451,7 @@ impl<T> Core<T> {
     /// oldest waiter, else hand the grant back to be parked.
     #[cold]
     fn release_slow(&self, grant: Grant<T>, waiters: usize) -> Slow<T> {
-        let grant = if waiters & OVER != 0 {
+        let grant = if waiters & SHRINKING != 0 {
             match self.shed(grant) {
                 Ok(()) => return Slow::Shed,
                 // The size fits: serve waiters as usual.
@@ -398,7 +469,7 @@ impl<T> Core<T> {
     /// Offers `grant` to queued waiters, oldest first.
     #[cold]
     fn hand_to_waiter(&self, mut grant: Grant<T>) -> Result<(), Grant<T>> {
-        while let Some(waiter) = self.queue.pop() {
+        while let Some(waiter) = self.pop_waiter() {
             match waiter.offer(grant) {
                 Ok(()) => {
                     // SeqCst: the granted record stops counting (see
@@ -425,6 +496,7 @@ impl<T> Core<T> {
                     // The store holds max_size items and every item owns a
                     // slot, so this cannot happen; if it ever did, dropping
                     // the item and its slot keeps the counts exact.
+                    debug_assert!(false, "the idle store overflowed: a slot was counted twice");
                     drop(item);
                     // SeqCst: as in `try_grow`.
                     self.state.fetch_sub(1, Ordering::SeqCst);
@@ -463,7 +535,7 @@ impl<T> Core<T> {
         // An empty queue with a non-zero count means the registering waiter
         // has not queued yet (its own re-check will see what we parked) or
         // another releaser holds its record (and serves it).
-        if self.queue.is_empty() {
+        if self.line_is_empty() {
             return None;
         }
         if let Some(item) = self.idle.pop() {
@@ -480,7 +552,7 @@ impl<T> Core<T> {
 
     /// Sets `max_size` (at most the idle store's capacity, checked by the
     /// caller). Growing hands the new room to queued waiters as slots;
-    /// shrinking sets `OVER`, drops idle resources until the size fits, and
+    /// shrinking sets `SHRINKING`, drops idle resources until the size fits, and
     /// leaves the rest to releases, which shed while the size is too large.
     pub(crate) fn resize(&self, new_max: usize) {
         // SeqCst: ordered before the fence below, so a waiter whose re-check
@@ -489,12 +561,12 @@ impl<T> Core<T> {
         if new_max < old {
             // SeqCst: set before the fence below; a releaser whose fence
             // comes later sees it in `release`/`reclaim` and sheds.
-            self.waiters.fetch_or(OVER, Ordering::SeqCst);
+            self.waiters.fetch_or(SHRINKING, Ordering::SeqCst);
         }
         // SeqCst fence: pairs with the fences in `recheck` and `release`
         // (Dekker): either a concurrent waiter's re-check sees the new
         // maximum, or we see its count below; either a concurrent releaser
-        // sees `OVER`, or we see what it parked below.
+        // sees `SHRINKING`, or we see what it parked below.
         fence(Ordering::SeqCst);
         if new_max < old {
             self.shed_idle();
@@ -502,7 +574,7 @@ impl<T> Core<T> {
             // At most one slot per unit of new room; each goes to the head
             // waiter (or straight back if that waiter is gone).
             for _ in old..new_max {
-                if self.waiting() == 0 || self.queue.is_empty() || self.try_grow().is_err() {
+                if self.waiting() == 0 || self.line_is_empty() || self.try_grow().is_err() {
                     break;
                 }
                 self.release(Grant::Slot);
@@ -511,8 +583,8 @@ impl<T> Core<T> {
         }
     }
 
-    /// While `OVER`: a returned grant is dropped if the pool is too large.
-    /// `Err` gives it back when the size fits (and clears `OVER`).
+    /// While `SHRINKING`: a returned grant is dropped if the pool is too large.
+    /// `Err` gives it back when the size fits (and clears `SHRINKING`).
     #[cold]
     fn shed(&self, grant: Grant<T>) -> Result<(), Grant<T>> {
         if self.shrink_one() {
@@ -542,10 +614,10 @@ impl<T> Core<T> {
     }
 
     /// Drops idle resources while the pool is above `max_size`, then clears
-    /// `OVER` if the size fits.
+    /// `SHRINKING` if the size fits.
     fn shed_idle(&self) {
         // SeqCst: see `resize`.
-        if self.waiters.load(Ordering::SeqCst) & OVER == 0 {
+        if self.waiters.load(Ordering::SeqCst) & SHRINKING == 0 {
             return;
         }
         while self.size() > self.max_size_now() {
@@ -564,9 +636,9 @@ impl<T> Core<T> {
         self.settle_over();
     }
 
-    /// Clears `OVER` once the size fits. A shrink racing the clear either
-    /// set `OVER` after it (and it stays set), or stored its maximum before
-    /// it, and then the re-check below sees the new maximum and sets `OVER`
+    /// Clears `SHRINKING` once the size fits. A shrink racing the clear either
+    /// set `SHRINKING` after it (and it stays set), or stored its maximum before
+    /// it, and then the re-check below sees the new maximum and sets `SHRINKING`
     /// again.
     fn settle_over(&self) {
         if self.size() > self.max_size_now() {
@@ -574,10 +646,10 @@ impl<T> Core<T> {
         }
         // SeqCst: in the total order with the `fetch_or` and the `swap` in
         // `resize`.
-        self.waiters.fetch_and(!OVER, Ordering::SeqCst);
+        self.waiters.fetch_and(!SHRINKING, Ordering::SeqCst);
         if self.size() > self.max_size_now() {
             // SeqCst: as above.
-            self.waiters.fetch_or(OVER, Ordering::SeqCst);
+            self.waiters.fetch_or(SHRINKING, Ordering::SeqCst);
         }
     }
 
@@ -607,7 +679,7 @@ impl<T> Core<T> {
     }
 
     fn close_waiters(&self) {
-        while let Some(waiter) = self.queue.pop() {
+        while let Some(waiter) = self.pop_waiter() {
             if waiter.close() {
                 // SeqCst: as in `register`.
                 self.waiters.fetch_sub(1, Ordering::SeqCst);
@@ -632,5 +704,124 @@ impl<T> Core<T> {
         }
         // SeqCst: as in `try_grow`.
         self.state.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+impl<T> Core<T> {
+    fn run_hold_hook(&self) {
+        let hook = self.hold_hook.lock().unwrap().take();
+        if let Some(HoldHook(hook)) = hook {
+            hook(self);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Deterministic tests of the core on `Core<u32>`; the loom models in
+    //! `loom-tests/` explore the interleavings.
+    use super::*;
+
+    fn granted(w: &Waiter<u32>) -> Option<Grant<u32>> {
+        match w.poll() {
+            Outcome::Granted(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// A full pool of two, with `live` waiters queued and `cancelled` more
+    /// that registered and gave up (the last cancel compacts).
+    fn full_pool_with_waiters(live: usize) -> (Arc<Core<u32>>, Vec<Arc<Waiter<u32>>>) {
+        let core = Arc::new(Core::new(2, 2, ReuseOrder::Fifo));
+        assert!(core.try_grow().is_ok());
+        assert!(core.try_grow().is_ok());
+        let waiters: Vec<_> = (0..live)
+            .map(|_| {
+                let w = core.new_waiter();
+                core.register(&w);
+                w
+            })
+            .collect();
+        (core, waiters)
+    }
+
+    fn cancel_many(core: &Core<u32>, n: usize) {
+        for _ in 0..n {
+            let w = core.new_waiter();
+            core.register(&w);
+            core.cancel(&w);
+        }
+    }
+
+    /// Releases that run while a compaction holds live records must not
+    /// leave a waiter asleep beside an idle resource.
+    #[test]
+    fn compaction_never_strands_a_waiter_beside_idle_items() {
+        let (core, waiters) = full_pool_with_waiters(2);
+        *core.hold_hook.lock().unwrap() = Some(HoldHook(Box::new(|core: &Core<u32>| {
+            core.release(Grant::Item(1));
+            core.release(Grant::Item(2));
+        })));
+        cancel_many(&core, 5);
+        assert!(core.hold_hook.lock().unwrap().is_none(), "compaction ran");
+        let served = waiters.iter().filter(|w| granted(w).is_some()).count();
+        assert_eq!(
+            (served, core.idle_len(), core.waiting()),
+            (2, 0, 0),
+            "every waiter is served while items were idle"
+        );
+    }
+
+    /// Compaction keeps the line in arrival order: a waiter that arrives
+    /// while the queue is compacted is served after the older ones.
+    #[test]
+    fn compaction_keeps_arrival_order() {
+        let (core, waiters) = full_pool_with_waiters(1);
+        let newcomer = core.new_waiter();
+        let hooked = newcomer.clone();
+        *core.hold_hook.lock().unwrap() = Some(HoldHook(Box::new(move |core: &Core<u32>| {
+            core.register(&hooked);
+        })));
+        cancel_many(&core, 3);
+        assert!(core.hold_hook.lock().unwrap().is_none(), "compaction ran");
+        core.release(Grant::Item(7));
+        assert!(
+            matches!(granted(&waiters[0]), Some(Grant::Item(7))),
+            "the oldest waiter is served first"
+        );
+        assert!(granted(&newcomer).is_none());
+        core.release(Grant::Item(8));
+        assert!(matches!(granted(&newcomer), Some(Grant::Item(8))));
+    }
+
+    /// A release that raced `close` may park its item after the close
+    /// drained the idle store (its own re-check drops it a moment later);
+    /// an acquire in that instant must still fail.
+    #[test]
+    fn a_closed_pool_hands_out_nothing_parked_after_the_close() {
+        let core = Core::new(1, 1, ReuseOrder::Fifo);
+        assert!(core.try_grow().is_ok());
+        core.close();
+        // The racing release's park, before its fence and re-check.
+        core.idle.push(5).unwrap();
+        assert!(matches!(core.try_acquire(), Err(Unavailable::Closed)));
+        assert_eq!((core.size(), core.idle_len(), core.dropped_closed()), (0, 0, 1));
+    }
+
+    /// Cancelled records are trimmed from the head of the line, up to the
+    /// first live one, which stays first.
+    #[test]
+    fn compaction_trims_cancelled_records() {
+        let (core, waiters) = full_pool_with_waiters(0);
+        cancel_many(&core, 20);
+        assert!(core.line_is_empty(), "all cancelled records were trimmed");
+        let live = core.new_waiter();
+        core.register(&live);
+        cancel_many(&core, 5);
+        assert_eq!(core.front.len(), 1, "the live record went to the front");
+        core.release(Grant::Item(3));
+        assert!(matches!(granted(&live), Some(Grant::Item(3))));
+        assert!(waiters.is_empty());
     }
 }
