@@ -3,103 +3,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::error::{BuildError, HookError};
 use crate::hooks::{Hook, Hooks};
 use crate::idle::ReuseOrder;
 use crate::manager::{Manager, ResourceInfo};
-use crate::pool::Pool;
 
 /// The largest accepted `max_size` (and `max_size_limit`). The idle store is
 /// allocated up front.
 pub const MAX_SIZE_LIMIT: usize = 1 << 20;
-
-/// The longest pause between two upkeep rounds when no setting asks for a
-/// shorter one.
-#[cfg_attr(loom, allow(dead_code))] // the upkeep task is not built under loom
-const MAX_UPKEEP_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Settings shared by every handle of one pool.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) max_size: usize,
-    pub(crate) acquire_timeout: Option<Duration>,
-    pub(crate) create_timeout: Option<Duration>,
-    pub(crate) recycle_timeout: Option<Duration>,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) max_lifetime: Option<Duration>,
-    pub(crate) reuse_order: ReuseOrder,
-    pub(crate) track_idle_time: bool,
-    pub(crate) min_idle: usize,
-    pub(crate) max_size_limit: Option<usize>,
-    pub(crate) keepalive_interval: Option<Duration>,
-    pub(crate) leak_threshold: Option<Duration>,
-    pub(crate) leak_backtrace: bool,
-    pub(crate) upkeep_interval: Option<Duration>,
-    pub(crate) name: std::sync::Arc<str>,
-    /// Record metrics (with the `metrics` feature).
-    pub(crate) metrics: bool,
-    // ----- derived by `build` -----
-    /// Some background work is configured (see `upkeep`).
-    pub(crate) needs_upkeep: bool,
-    /// Checkouts are stamped and registered (leak detection or hold-time
-    /// metrics).
-    pub(crate) stamp_checkout: bool,
-}
-
-#[cfg_attr(loom, allow(dead_code))] // the upkeep task is not built under loom
-impl Config {
-    /// The pause between two upkeep rounds: the configured one, or a
-    /// quarter of the shortest period upkeep enforces, at most 30 s.
-    pub(crate) fn upkeep_period(&self) -> Duration {
-        if let Some(interval) = self.upkeep_interval {
-            return interval;
-        }
-        [
-            self.idle_timeout,
-            self.max_lifetime.map(|d| d / 10),
-            self.keepalive_interval,
-            self.leak_threshold,
-        ]
-        .into_iter()
-        .flatten()
-        .map(|d| d / 4)
-        .fold(
-            if self.metrics {
-                // Gauges are published each round.
-                Duration::from_secs(1)
-            } else {
-                MAX_UPKEEP_INTERVAL
-            },
-            Duration::min,
-        )
-        .max(Duration::from_millis(1))
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            max_size: 10,
-            acquire_timeout: Some(Duration::from_secs(30)),
-            create_timeout: None,
-            recycle_timeout: None,
-            idle_timeout: None,
-            max_lifetime: None,
-            reuse_order: ReuseOrder::Fifo,
-            track_idle_time: false,
-            min_idle: 0,
-            max_size_limit: None,
-            keepalive_interval: None,
-            leak_threshold: None,
-            leak_backtrace: false,
-            upkeep_interval: None,
-            name: "quickslot".into(),
-            metrics: true,
-            needs_upkeep: false,
-            stamp_checkout: false,
-        }
-    }
-}
 
 /// Builds a [`Pool`]: `Pool::builder(manager)`, setters, then
 /// [`build`](Builder::build).
@@ -368,32 +280,13 @@ impl<M: Manager> Builder<M> {
         self
     }
 
-    /// Validates the settings and makes the pool. Creates no resource and
-    /// needs no runtime.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError`] naming the setting: `max_size` of 0 or above
-    /// `max_size_limit` or [`MAX_SIZE_LIMIT`], a `min_idle` above `max_size`,
-    /// a zero duration, a `create_timeout` or `recycle_timeout` longer than
-    /// the `acquire_timeout`, or an `idle_timeout` longer than the
-    /// `max_lifetime`.
-    pub fn build(self) -> Result<Pool<M>, BuildError> {
-        let mut config = self.config;
-        validate(&config)?;
-        config.track_idle_time |=
-            config.idle_timeout.is_some() || config.keepalive_interval.is_some();
-        config.metrics &= cfg!(feature = "metrics");
-        config.stamp_checkout = config.leak_threshold.is_some() || config.metrics;
-        config.needs_upkeep = config.min_idle > 0
-            || config.idle_timeout.is_some()
-            || config.max_lifetime.is_some()
-            || config.keepalive_interval.is_some()
-            || config.leak_threshold.is_some()
-            || config.metrics;
+    /// The validated settings, with every derived flag computed.
+    pub(crate) fn into_parts(self) -> Result<(M, Config, Hooks<M::Resource>), BuildError> {
+        validate(&self.config)?;
         let mut hooks = self.hooks;
         hooks.around_recycle = hooks.pre_recycle.is_some() || hooks.post_recycle.is_some();
-        Ok(Pool::from_parts(self.manager, config, hooks))
+        let config = self.config.derive(hooks.on_release.is_some());
+        Ok((self.manager, config, hooks))
     }
 }
 

@@ -3,9 +3,8 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use crate::handoff::Grant;
 use crate::manager::{Manager, ResourceInfo};
-use crate::pool::{Entry, Reason, Shared};
+use crate::shared::{Held, Reason, Shared};
 use crate::status::Counter;
 use crate::sync::Arc;
 
@@ -20,23 +19,17 @@ use crate::sync::Arc;
 /// one past `max_lifetime`, is dropped and its slot goes to the next waiter.
 /// If the holder panics, the guard drops during unwinding and the resource
 /// returns like any other (use [`Pooled::discard`] where a panic may leave it
-/// half-used, or make `is_broken` detect that).
+/// half-used, or make `is_broken` detect that). If `is_broken` or an
+/// `on_release` hook panics on return, the resource is dropped, its slot
+/// freed, and the panic goes on to the code that dropped the guard.
 #[must_use = "dropping the guard returns the resource at once"]
 pub struct Pooled<M: Manager> {
-    entry: Option<Entry<M::Resource>>,
-    shared: Arc<Shared<M>>,
+    held: Held<M, Arc<Shared<M>>>,
 }
 
 impl<M: Manager> Pooled<M> {
-    pub(crate) fn new(shared: Arc<Shared<M>>, entry: Entry<M::Resource>) -> Self {
-        Self {
-            entry: Some(entry),
-            shared,
-        }
-    }
-
-    fn entry(&self) -> &Entry<M::Resource> {
-        self.entry.as_ref().expect("present until drop")
+    pub(crate) fn new(held: Held<M, Arc<Shared<M>>>) -> Self {
+        Self { held }
     }
 
     /// Takes the resource out of the pool for good. Its slot is freed (a
@@ -58,39 +51,28 @@ impl<M: Manager> Pooled<M> {
     /// # }
     /// ```
     pub fn detach(mut this: Self) -> M::Resource {
-        let mut entry = this.entry.take().expect("present until drop");
-        if this.shared.config.stamp_checkout {
-            this.shared.unstamp(&mut entry);
-        }
-        this.shared.stats.add(Counter::Detached, 1);
-        this.shared.core.release(Grant::Slot);
-        entry.resource
+        let mut held = this.held.take();
+        held.unstamp();
+        held.shared().stats().add(Counter::Detached, 1);
+        held.detach()
     }
 
     /// Drops the resource instead of returning it (for example after an
     /// error that leaves it unusable), and frees its slot. Counted as broken.
     pub fn discard(mut this: Self) {
-        let mut entry = this.entry.take().expect("present until drop");
-        if this.shared.config.stamp_checkout {
-            this.shared.unstamp(&mut entry);
-        }
-        this.shared.discard(Reason::Broken, entry);
+        let mut held = this.held.take();
+        held.unstamp();
+        held.discard(Reason::Broken);
     }
 
     /// Records where the checkout happened, for leak reports.
     pub(crate) fn set_caller(this: &mut Self, caller: &'static std::panic::Location<'static>) {
-        let entry = this.entry.as_ref().expect("present until drop");
-        if let (Some(leaks), Some(ticket)) = (
-            &this.shared.leaks,
-            entry.stamp.as_ref().and_then(|s| s.ticket),
-        ) {
-            leaks.set_caller(ticket, caller);
-        }
+        this.held.shared().set_caller(this.held.record(), caller);
     }
 
     /// The pool's bookkeeping for this resource.
     pub fn info(this: &Self) -> &ResourceInfo {
-        &this.entry().info
+        &this.held.record().info
     }
 }
 
@@ -98,20 +80,20 @@ impl<M: Manager> Deref for Pooled<M> {
     type Target = M::Resource;
 
     fn deref(&self) -> &M::Resource {
-        &self.entry().resource
+        &self.held.record().resource
     }
 }
 
 impl<M: Manager> DerefMut for Pooled<M> {
     fn deref_mut(&mut self) -> &mut M::Resource {
-        &mut self.entry.as_mut().expect("present until drop").resource
+        &mut self.held.record_mut().resource
     }
 }
 
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.shared.give_back(entry);
+        if !self.held.is_taken() {
+            self.held.take().give_back();
         }
     }
 }
@@ -122,8 +104,8 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pooled")
-            .field("resource", &self.entry().resource)
-            .field("info", &self.entry().info)
+            .field("resource", &self.held.record().resource)
+            .field("info", &self.held.record().info)
             .finish()
     }
 }

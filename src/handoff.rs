@@ -181,7 +181,10 @@ impl<T> Waiter<T> {
             Err(GRANTED) => Outcome::Granted(self.take()),
             Err(CLOSED) => Outcome::Closed,
             Err(other) => {
-                debug_assert!(false, "a finished waiter record was cancelled (state {other})");
+                debug_assert!(
+                    false,
+                    "a finished waiter record was cancelled (state {other})"
+                );
                 Outcome::Closed
             }
         }

@@ -40,25 +40,36 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// The public face, then the layer under it, then the concurrency core
+// (`raw`, `handoff`, `idle`, over the `sync` facade). Each module uses only
+// modules below it.
+mod acquire;
 mod builder;
-mod raw;
-mod error;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
+mod config;
+mod create;
 mod guard;
-mod handoff;
+mod pool;
+mod shared;
+mod upkeep;
+
+mod error;
 mod hooks;
-mod idle;
+mod jitter;
 mod leak;
 mod manager;
 #[cfg(feature = "metrics")]
 mod metrics;
-mod pool;
 mod status;
-mod sync;
 mod timer;
-mod upkeep;
+
+mod handoff;
+mod idle;
+mod raw;
+mod sync;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -43,7 +43,8 @@
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::idle::{IdleStore, ReuseOrder};
 use crate::sync::{
-    fence, Arc, ArrayQueue, AtomicBool, AtomicUsize, CachePadded, Event, EventListener, Ordering, SegQueue,
+    fence, Arc, ArrayQueue, AtomicBool, AtomicUsize, CachePadded, Event, EventListener, Ordering,
+    SegQueue,
 };
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -396,7 +397,10 @@ impl<T> Core<T> {
         // Only the compactor pushes to `front`, one record at a time, after
         // emptying it: the push cannot fail.
         let pushed = self.front.push(waiter);
-        debug_assert!(pushed.is_ok(), "the front slot is empty during a compaction");
+        debug_assert!(
+            pushed.is_ok(),
+            "the front slot is empty during a compaction"
+        );
     }
 
     /// The oldest queued record: `front` (a record a compaction put back)
@@ -806,7 +810,10 @@ mod tests {
         // The racing release's park, before its fence and re-check.
         core.idle.push(5).unwrap();
         assert!(matches!(core.try_acquire(), Err(Unavailable::Closed)));
-        assert_eq!((core.size(), core.idle_len(), core.dropped_closed()), (0, 0, 1));
+        assert_eq!(
+            (core.size(), core.idle_len(), core.dropped_closed()),
+            (0, 0, 1)
+        );
     }
 
     /// Cancelled records are trimmed from the head of the line, up to the

@@ -54,14 +54,19 @@ pub struct Discarded {
     pub expired: u64,
     /// Recycle failed or timed out.
     pub recycle_failed: u64,
-    /// Removed by [`Pool::retain`](crate::Pool::retain).
-    pub retained: u64,
+    /// Rejected by the predicate of [`Pool::retain`](crate::Pool::retain).
+    pub retain_rejected: u64,
     /// Taken out for good by [`Pooled::detach`](crate::Pooled::detach).
     pub detached: u64,
     /// Dropped because the pool was closed.
     pub closed: u64,
-    /// Held by an acquire that was cancelled while recycling it.
+    /// Held by an acquire that was cancelled while recycling it (or by an
+    /// upkeep round that was dropped mid-way).
     pub cancelled: u64,
+    /// Dropped because user code panicked while the pool held it
+    /// ([`Manager::is_broken`](crate::Manager::is_broken), `recycle`, a hook,
+    /// a [`retain`](crate::Pool::retain) predicate): its state is unknown.
+    pub panicked: u64,
     /// A [hook](crate::Hook) failed on it.
     pub hook: u64,
     /// Dropped because [`Pool::resize`](crate::Pool::resize) made the pool
@@ -80,9 +85,10 @@ pub(crate) enum Counter {
     Broken,
     Expired,
     RecycleFailed,
-    Retained,
+    RetainRejected,
     Detached,
     Cancelled,
+    Panicked,
     Hook,
     Leaks,
     WaitNanos,
@@ -154,7 +160,8 @@ impl Stats {
         status.discarded.broken = self.get(Counter::Broken);
         status.discarded.expired = self.get(Counter::Expired);
         status.discarded.recycle_failed = self.get(Counter::RecycleFailed);
-        status.discarded.retained = self.get(Counter::Retained);
+        status.discarded.retain_rejected = self.get(Counter::RetainRejected);
+        status.discarded.panicked = self.get(Counter::Panicked);
         status.discarded.detached = self.get(Counter::Detached);
         status.discarded.cancelled = self.get(Counter::Cancelled);
         status.discarded.hook = self.get(Counter::Hook);

@@ -10,53 +10,31 @@
 // Most of this runs in the task, which is not built under loom.
 #![cfg_attr(loom, allow(dead_code))]
 
-use std::hash::{BuildHasher, Hasher};
+use std::ops::Deref;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::handoff::Grant;
-use crate::manager::Manager;
-use crate::pool::{CreateFail, Entry, OwnedSlot, Reason, Shared};
+use crate::acquire::{recycle_hooked, RecycleFail};
+use crate::create::{create, CreateFail};
+use crate::jitter::random_unit;
+use crate::manager::{Manager, ResourceInfo};
+use crate::shared::{Held, Reason, Shared, Slot};
 use crate::status::Counter;
-use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::sync::Arc;
 
 /// The first retry delay of `min_idle` creates after a failure.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// The longest retry delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// The pool's side of its upkeep task.
-#[derive(Debug)]
-pub(crate) struct Upkeep {
-    /// Whether the task was spawned.
-    started: AtomicBool,
-    /// Wakes the task early (a discard under `min_idle`, a resize, the pool
-    /// dropped). Shared with the task, which must not keep the pool alive.
-    wake: Arc<Notify>,
-}
-
-impl Upkeep {
-    pub(crate) fn new() -> Self {
-        Self {
-            started: AtomicBool::new(false),
-            wake: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Asks for an upkeep round now. A no-op before the task starts.
-    pub(crate) fn wake(&self) {
-        self.wake.notify_one();
-    }
-}
-
 /// Starts the upkeep task if the pool needs one, it is not running yet, and
 /// this thread is inside a Tokio runtime. Called by `build`, `warm_up` and
 /// each create: never on the acquire fast path.
 #[inline]
 pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
-    if shared.config.needs_upkeep {
+    if shared.config().needs_upkeep {
         spawn(shared);
     }
 }
@@ -66,26 +44,22 @@ pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
 fn spawn<M: Manager>(shared: &Arc<Shared<M>>) {
     #[cfg(not(loom))]
     {
-        // Acquire: pairs with the AcqRel swap below; a task already spawned
-        // makes this a no-op without touching the runtime.
-        if shared.upkeep.started.load(Ordering::Acquire) {
+        // A task already spawned makes this a no-op without touching the
+        // runtime.
+        if shared.upkeep().started() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        // AcqRel: exactly one caller wins the swap and spawns.
-        if shared.upkeep.started.swap(true, Ordering::AcqRel) {
+        if !shared.upkeep().claim_start() {
             return;
         }
-        tracing::debug!(target: "quickslot", pool = %shared.config.name, "upkeep task started");
-        runtime.spawn(run(
-            crate::sync::Arc::downgrade(shared),
-            shared.upkeep.wake.clone(),
-        ));
+        tracing::debug!(target: "quickslot", pool = %shared.config().name, "upkeep task started");
+        runtime.spawn(run(Arc::downgrade(shared), shared.upkeep().signal()));
     }
     #[cfg(loom)]
-    let _ = (&shared.upkeep.started, Ordering::Relaxed);
+    let _ = shared;
 }
 
 #[cfg(not(loom))]
@@ -98,19 +72,19 @@ async fn run<M: Manager>(pool: crate::sync::Weak<Shared<M>>, wake: Arc<Notify>) 
             let Some(shared) = pool.upgrade() else {
                 return;
             };
-            if shared.core.is_closed() {
+            if shared.core().is_closed() {
                 return;
             }
             let now = Instant::now();
             if now >= next_round {
-                shared.reap(now).await;
-                shared.report_leaks(Instant::now());
+                reap(&*shared, now).await;
+                report_leaks(&shared, Instant::now());
                 #[cfg(feature = "metrics")]
                 shared.publish_gauges();
-                next_round = now + shared.config.upkeep_period();
+                next_round = now + shared.config().upkeep_period();
             }
-            if shared.config.min_idle > 0 && Instant::now() >= fill_after {
-                match shared.fill_min_idle().await {
+            if shared.config().min_idle > 0 && Instant::now() >= fill_after {
+                match fill_min_idle(&*shared).await {
                     Ok(()) => backoff.reset(),
                     Err(None) => return,
                     // Traced by `create`.
@@ -155,176 +129,175 @@ impl Backoff {
     }
 }
 
-/// A random number in [0, 1). Std's `RandomState` gives each call fresh
-/// keys (seeded from the OS once per thread); enough for jitter.
-fn random_unit() -> f64 {
-    let x = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A resource's own lifetime: `max_lifetime` scaled by a factor in
-/// [0.9, 1.0], drawn once at creation.
-pub(crate) fn jittered(max_lifetime: Duration) -> Duration {
-    max_lifetime.mul_f64(0.9 + random_unit() / 10.0)
-}
-
-/// Entries taken out of the idle store by upkeep. Whatever is still held
-/// when this drops (the task cancelled by a runtime shutdown, say) is
-/// dropped and its slot freed, so the counts stay exact.
-struct Taken<'a, M: Manager> {
-    shared: &'a Shared<M>,
-    entries: Vec<Entry<M::Resource>>,
-}
-
-impl<M: Manager> Drop for Taken<'_, M> {
-    fn drop(&mut self) {
-        for entry in self.entries.drain(..) {
-            self.shared.stats.add(Counter::Cancelled, 1);
-            drop(entry);
-            self.shared.core.release(Grant::Slot);
+/// Creates until `min_idle` resources are idle (or being created), one at
+/// a time. `Err(None)`: the pool is closed.
+pub(crate) async fn fill_min_idle<M: Manager>(
+    shared: &Shared<M>,
+) -> Result<(), Option<CreateFail<M::Error>>> {
+    let core = shared.core();
+    loop {
+        if core.is_closed() {
+            return Err(None);
+        }
+        if core.idle_len() + shared.stats().creating_now() >= shared.config().min_idle {
+            return Ok(());
+        }
+        if core.try_grow().is_err() {
+            // Full (or closed, seen on the next turn): nothing to do.
+            return if core.is_closed() { Err(None) } else { Ok(()) };
+        }
+        let slot = Slot::new(shared);
+        match create(shared).await {
+            // To a waiter if anyone waits, else idle.
+            Ok(entry) => slot.fill(entry).park(),
+            Err(fail) => {
+                drop(slot);
+                return Err(Some(fail));
+            }
         }
     }
 }
 
-impl<M: Manager> Shared<M> {
-    /// Creates until `min_idle` resources are idle (or being created), one
-    /// at a time. `Err(None)`: the pool is closed.
-    pub(crate) async fn fill_min_idle(&self) -> Result<(), Option<CreateFail<M::Error>>> {
-        loop {
-            if self.core.is_closed() {
-                return Err(None);
-            }
-            if self.core.idle_len() + self.stats.creating_now() >= self.config.min_idle {
-                return Ok(());
-            }
-            if self.core.try_grow().is_err() {
-                // Full (or closed, seen on the next turn): nothing to do.
-                return if self.core.is_closed() {
-                    Err(None)
-                } else {
-                    Ok(())
-                };
-            }
-            let mut slot = OwnedSlot::new(self);
-            let created = self.create().await;
-            slot.disarm();
-            match created {
-                // To a waiter if anyone waits, else idle.
-                Ok(entry) => self.core.release(Grant::Item(entry)),
-                Err(fail) => {
-                    self.core.release(Grant::Slot);
-                    return Err(Some(fail));
-                }
-            }
+/// Takes every idle resource out of the pool (for a sweep over them).
+/// Whatever the caller still holds when it is dropped (the task cancelled
+/// by a runtime shutdown, say) is dropped and its slot freed.
+fn take_idle<M: Manager, P: Deref<Target = Shared<M>> + Clone>(shared: &P) -> Vec<Held<M, P>> {
+    let core = shared.core();
+    let mut taken = Vec::with_capacity(core.idle_len());
+    for _ in 0..core.idle_len() {
+        match core.pop_idle_any() {
+            Some(entry) => taken.push(Held::new(shared.clone(), entry)),
+            None => break,
         }
     }
+    taken
+}
 
-    /// One reaper and keepalive round over the idle resources.
-    async fn reap(&self, now: Instant) {
-        let c = &self.config;
-        if c.idle_timeout.is_none() && c.max_lifetime.is_none() && c.keepalive_interval.is_none() {
-            return;
+/// One reaper and keepalive round over the idle resources.
+async fn reap<M: Manager>(shared: &Shared<M>, now: Instant) {
+    let c = shared.config();
+    if c.idle_timeout.is_none() && c.max_lifetime.is_none() && c.keepalive_interval.is_none() {
+        return;
+    }
+    let mut taken = take_idle(&shared);
+    // Oldest return first: the order both reuse orders give back.
+    let since = |info: &ResourceInfo| info.last_returned.unwrap_or(info.created_at);
+    // Popped oldest first (FIFO) or newest first (LIFO); sorted, then
+    // released in this order, each store gets its own order back.
+    taken.sort_by_key(|held| since(&held.record().info));
+    // Past their (jittered) lifetime: always.
+    let mut kept = Vec::with_capacity(taken.len());
+    for held in taken {
+        if held.record().info.expired_at(now) {
+            held.discard(Reason::Expired);
+        } else {
+            kept.push(held);
         }
-        let mut taken = Taken {
-            shared: self,
-            entries: Vec::with_capacity(self.core.idle_len()),
-        };
-        for _ in 0..self.core.idle_len() {
-            match self.core.pop_idle_any() {
-                Some(entry) => taken.entries.push(entry),
-                None => break,
-            }
-        }
-        // Oldest return first: the order both reuse orders give back.
-        let since = |e: &Entry<M::Resource>| e.info.last_returned.unwrap_or(e.info.created_at);
-        // Popped oldest first (FIFO) or newest first (LIFO); sorted, then
-        // released in this order, each store gets its own order back.
-        taken.entries.sort_by_key(since);
-        // Past their (jittered) lifetime: always.
-        let mut kept = Vec::with_capacity(taken.entries.len());
-        for entry in taken.entries.drain(..) {
-            if entry.info.expired_at(now) {
-                self.discard(Reason::Expired, entry);
+    }
+    // Idle too long: only while more than `min_idle` stay idle, longest
+    // idle first.
+    if let Some(idle_timeout) = c.idle_timeout {
+        let mut spare = (kept.len() + shared.core().idle_len()).saturating_sub(c.min_idle);
+        let mut still = Vec::with_capacity(kept.len());
+        for held in kept {
+            let info = &held.record().info;
+            let idle_for = now.saturating_duration_since(since(info));
+            if spare > 0 && info.last_returned.is_some() && idle_for >= idle_timeout {
+                spare -= 1;
+                held.discard(Reason::IdleTimeout);
             } else {
-                kept.push(entry);
+                still.push(held);
             }
         }
-        // Idle too long: only while more than `min_idle` stay idle, longest
-        // idle first.
-        if let Some(idle_timeout) = c.idle_timeout {
-            let mut spare = (kept.len() + self.core.idle_len()).saturating_sub(c.min_idle);
-            let mut still = Vec::with_capacity(kept.len());
-            for entry in kept.drain(..) {
-                let idle_for = now.saturating_duration_since(since(&entry));
-                if spare > 0 && entry.info.last_returned.is_some() && idle_for >= idle_timeout {
-                    spare -= 1;
-                    self.discard(Reason::IdleTimeout, entry);
-                } else {
-                    still.push(entry);
-                }
+        kept = still;
+    }
+    // Keepalive: the ones unused (and unchecked) for the interval are
+    // recycled; the rest go back now.
+    let (mut due, kept): (Vec<_>, Vec<_>) = kept.into_iter().partition(|held| {
+        let record = held.record();
+        c.keepalive_interval.is_some_and(|interval| {
+            let active =
+                since(&record.info).max(record.checked_at.unwrap_or(record.info.created_at));
+            now.saturating_duration_since(active) >= interval
+        })
+    });
+    for held in kept {
+        held.park();
+    }
+    // Dropped here (the task cancelled), `due` drops the unchecked ones
+    // and frees their slots.
+    while let Some(mut held) = due.pop() {
+        match recycle_hooked(shared, held.record_mut()).await {
+            Ok(()) => {
+                held.record_mut().checked_at = Some(Instant::now());
+                held.park();
             }
-            kept = still;
-        }
-        // Keepalive: the ones unused (and unchecked) for the interval are
-        // recycled; the rest go back now.
-        let (due, kept): (Vec<_>, Vec<_>) = kept.into_iter().partition(|entry| {
-            c.keepalive_interval.is_some_and(|interval| {
-                let active = since(entry).max(entry.checked_at.unwrap_or(entry.info.created_at));
-                now.saturating_duration_since(active) >= interval
-            })
-        });
-        for entry in kept {
-            self.core.release(Grant::Item(entry));
-        }
-        taken.entries = due;
-        while let Some(mut entry) = taken.entries.pop() {
-            // Out of `taken` while recycling: if the task is dropped here,
-            // `entry` drops unrecycled and `guard` frees its slot.
-            let mut guard = OwnedSlot::new(self);
-            let result = self.recycle_hooked(&mut entry).await;
-            guard.disarm();
-            match result {
-                Ok(()) => {
-                    entry.checked_at = Some(Instant::now());
-                    self.core.release(Grant::Item(entry));
-                }
-                Err(fail) => {
-                    self.stats.add(Counter::RecycleFailures, 1);
-                    let error = match &fail {
-                        crate::pool::RecycleFail::Manager(e) => Some(e),
-                        _ => None,
-                    };
-                    self.recycle_failed(Reason::KeepaliveFailed, error, &entry.info);
-                    drop(entry);
-                    self.core.release(Grant::Slot);
-                }
+            Err(fail) => {
+                let error = match &fail {
+                    RecycleFail::Manager(e) => Some(e),
+                    _ => None,
+                };
+                let info = &held.record().info;
+                shared.count_recycle_failure(Reason::KeepaliveFailed, error, info);
+                drop(held.empty());
             }
         }
     }
+}
 
-    /// Reports checkouts held past `leak_threshold`, each once.
-    fn report_leaks(&self, now: Instant) {
-        let (Some(leaks), Some(threshold)) = (&self.leaks, self.config.leak_threshold) else {
-            return;
-        };
-        for report in leaks.scan(now, threshold) {
-            self.stats.add(Counter::Leaks, 1);
-            let at = report
-                .caller
-                .map_or_else(|| String::from("an unknown location"), ToString::to_string);
-            tracing::warn!(
-                target: "quickslot::leak",
-                pool = %self.config.name,
-                held_for = ?report.held,
-                acquired_at = %at,
-                backtrace = report.backtrace.as_deref(),
-                "a pooled resource has been held for {:?} (leak_threshold {:?}); it was acquired at {}",
-                report.held,
-                threshold,
-                at,
-            );
+/// Drops the idle resources `keep` rejects (see [`Pool::retain`]).
+///
+/// [`Pool::retain`]: crate::Pool::retain
+pub(crate) fn retain<M: Manager>(
+    shared: &Shared<M>,
+    mut keep: impl FnMut(&mut M::Resource, &ResourceInfo) -> bool,
+) -> usize {
+    /// The resources not visited yet; parked back if `keep` panics.
+    struct Unvisited<'a, M: Manager>(std::vec::IntoIter<Held<M, &'a Shared<M>>>);
+    impl<M: Manager> Drop for Unvisited<'_, M> {
+        fn drop(&mut self) {
+            for held in self.0.by_ref() {
+                held.park();
+            }
         }
+    }
+    let mut unvisited = Unvisited(take_idle(&shared).into_iter());
+    let mut removed = 0;
+    while let Some(mut held) = unvisited.0.next() {
+        // A panic in `keep` drops `held` (its state is unknown) and parks
+        // the rest as it unwinds.
+        let record = held.record_mut();
+        if keep(&mut record.resource, &record.info) {
+            held.park();
+        } else {
+            removed += 1;
+            held.discard(Reason::Retain);
+        }
+    }
+    removed
+}
+
+/// Reports checkouts held past `leak_threshold`, each once.
+fn report_leaks<M: Manager>(shared: &Shared<M>, now: Instant) {
+    let config = shared.config();
+    let (Some(leaks), Some(threshold)) = (shared.leaks(), config.leak_threshold) else {
+        return;
+    };
+    for report in leaks.scan(now, threshold) {
+        shared.stats().add(Counter::Leaks, 1);
+        let at = report
+            .caller
+            .map_or_else(|| String::from("an unknown location"), ToString::to_string);
+        tracing::warn!(
+            target: "quickslot::leak",
+            pool = %config.name,
+            held_for = ?report.held,
+            acquired_at = %at,
+            backtrace = report.backtrace.as_deref(),
+            "a pooled resource has been held for {:?} (leak_threshold {:?}); it was acquired at {}",
+            report.held,
+            threshold,
+            at,
+        );
     }
 }

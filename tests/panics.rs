@@ -64,7 +64,9 @@ impl Future for Create<'_> {
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.panicked {
-            self.manager.polled_after_panic.fetch_add(1, Ordering::SeqCst);
+            self.manager
+                .polled_after_panic
+                .fetch_add(1, Ordering::SeqCst);
             return Poll::Pending;
         }
         self.polls += 1;
@@ -132,10 +134,14 @@ where
 async fn panicking_is_broken_frees_the_slot() {
     let (pool, ledger) = panicky_pool(1);
     let guard = pool.acquire().await.unwrap();
-    pool.manager().panic_in_is_broken.store(true, Ordering::SeqCst);
+    pool.manager()
+        .panic_in_is_broken
+        .store(true, Ordering::SeqCst);
     let caught = catch_unwind(AssertUnwindSafe(|| drop(guard)));
     assert!(caught.is_err(), "the panic reaches the caller");
-    pool.manager().panic_in_is_broken.store(false, Ordering::SeqCst);
+    pool.manager()
+        .panic_in_is_broken
+        .store(false, Ordering::SeqCst);
     // The resource's state is unknown: it was dropped, once.
     assert_eq!(ledger.live(), 0);
     assert_eq!(pool.status().size, 0);
@@ -225,7 +231,9 @@ async fn panicked_create_is_never_polled_again_and_frees_its_slot() {
         assert!(acquire.as_mut().poll(&mut cx).is_pending());
         let caught = catch_unwind(AssertUnwindSafe(|| acquire.as_mut().poll(&mut cx)));
         assert!(caught.is_err(), "the create's panic reaches the caller");
-        pool.manager().panic_in_create.store(false, Ordering::SeqCst);
+        pool.manager()
+            .panic_in_create
+            .store(false, Ordering::SeqCst);
         drop(acquire);
     }
     // Let any background task run: none may resume the panicked future

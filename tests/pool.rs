@@ -669,7 +669,7 @@ async fn retain_drops_what_it_rejects() {
     });
     assert_eq!(removed, 2);
     let s = p.status();
-    assert_eq!((s.size, s.idle, s.discarded.retained), (2, 2, 2));
+    assert_eq!((s.size, s.idle, s.discarded.retain_rejected), (2, 2, 2));
     let mut ids: Vec<_> = std::iter::from_fn(|| p.try_acquire().ok())
         .map(|r| {
             let id = r.id;

@@ -1,0 +1,394 @@
+//! The acquire state machine: the fast path, the wait in line, recycling
+//! and creating, each under the acquire's one deadline.
+//!
+//! Every slot this module holds is in a token ([`Slot`] or [`Held`]) or in
+//! an [`InFlight`] create, so a dropped acquire future, a failure or a
+//! panic in user code frees it on the way out.
+
+use std::future::{poll_fn, Future};
+use std::panic::Location;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::create::{CreateFail, InFlight};
+use crate::error::{Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
+use crate::guard::Pooled;
+use crate::handoff::{Grant, Outcome, Waiter};
+use crate::manager::Manager;
+use crate::raw::{Core, Unavailable};
+use crate::shared::{Entry, Held, Reason, Record, Shared, Slot};
+use crate::status::Counter;
+use crate::sync::Arc;
+use crate::timer::Deadline;
+
+type BoxedAcquire<'a, M> =
+    Pin<Box<dyn Future<Output = Result<Pooled<M>, Error<<M as Manager>::Error>>> + Send + 'a>>;
+
+pin_project_lite::pin_project! {
+    /// An acquire: the plain state machine, or (with leak detection) a
+    /// boxed wrapper that records the caller's location.
+    #[project = AcquireProj]
+    enum AcquireFuture<'a, F, M: Manager> {
+        Plain { #[pin] fut: F },
+        Tracked { fut: BoxedAcquire<'a, M> },
+    }
+}
+
+impl<F, M> Future for AcquireFuture<'_, F, M>
+where
+    M: Manager,
+    F: Future<Output = Result<Pooled<M>, Error<M::Error>>>,
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project() {
+            AcquireProj::Plain { fut } => fut.poll(cx),
+            AcquireProj::Tracked { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+/// The acquire future; with leak detection (`caller` is `Some`), wrapped to
+/// record the caller.
+///
+/// The caller is not an argument of `acquire_within`: two adjacent
+/// pointer-sized arguments of an async fn are moved into its state with
+/// one wide load over two narrower stores, a store-forwarding stall on the
+/// fast path. Without leak detection the future is `acquire_within` itself
+/// behind one predictable branch; with it, the wrapper is boxed (one
+/// allocation per acquire, only then).
+pub(crate) fn acquire<'a, M: Manager>(
+    shared: &'a Arc<Shared<M>>,
+    timeout: Option<Duration>,
+    caller: Option<&'static Location<'static>>,
+) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + 'a {
+    match caller {
+        None => AcquireFuture::Plain {
+            fut: acquire_within(shared, timeout),
+        },
+        Some(caller) => AcquireFuture::Tracked {
+            fut: Box::pin(async move {
+                let mut guard = acquire_within(shared, timeout).await?;
+                Pooled::set_caller(&mut guard, caller);
+                Ok(guard)
+            }),
+        },
+    }
+}
+
+/// What an acquire holds once it has a grant.
+enum Got<M: Manager> {
+    Resource(Held<M, Arc<Shared<M>>>),
+    Room(Slot<M, Arc<Shared<M>>>),
+}
+
+impl<M: Manager> Got<M> {
+    fn new(shared: &Arc<Shared<M>>, grant: Grant<Entry<M::Resource>>) -> Self {
+        match grant {
+            Grant::Item(entry) => Self::Resource(Held::new(shared.clone(), entry)),
+            Grant::Slot => Self::Room(Slot::new(shared.clone())),
+        }
+    }
+}
+
+/// How a recycle in an acquire ended.
+enum Recycled<E> {
+    Ok,
+    /// The manager's error, or `None` when `recycle_timeout` passed.
+    Failed(Option<E>),
+    Hook(HookKind, HookError),
+    /// The acquire's deadline passed.
+    DeadlinePassed,
+}
+
+/// Why a recycle (with its hooks) rejected a resource.
+pub(crate) enum RecycleFail<E> {
+    Manager(E),
+    /// `recycle_timeout` passed.
+    Timeout,
+    Hook(HookKind, HookError),
+}
+
+async fn acquire_within<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    timeout: Option<Duration>,
+) -> Result<Pooled<M>, Error<M::Error>> {
+    // The slow parts (waiting, creating) are boxed, so the future stays
+    // small and the fast path moves few bytes; they allocate only when they
+    // run. The deadline arms a timer only when something waits.
+    let mut deadline = Deadline::new(timeout, shared.timers());
+    let mut last_error = None;
+    let mut waited = false;
+    let grant = match shared.core().try_acquire() {
+        Ok(grant) => grant,
+        Err(Unavailable::Closed) => return Err(Error::Closed),
+        Err(Unavailable::Full) => {
+            waited = true;
+            // One clock read serves the wait statistics and the deadline.
+            let started = deadline.start();
+            match deadline.run(wait(shared)).await {
+                Some(grant) => {
+                    count_wait(shared, started, grant.is_ok());
+                    grant?
+                }
+                None => return Err(timed_out(shared, TimeoutPhase::Wait, None)),
+            }
+        }
+    };
+    let mut got = Got::new(shared, grant);
+    loop {
+        match got {
+            Got::Resource(mut held) => {
+                if let Some(reason) = shared.expired(&held.record().info) {
+                    shared.count_discard(reason, &held.record().info);
+                    got = Got::Room(held.empty());
+                    continue;
+                }
+                // Dropped while recycling (cancelled, or the deadline
+                // passed), `held` drops the resource, whose state is
+                // unknown, and frees its slot.
+                match recycle(shared, held.record_mut(), &mut deadline).await {
+                    Recycled::Ok => return Ok(checked_out(held, waited, None)),
+                    Recycled::Hook(hook, error) => {
+                        held.discard(Reason::Hook(hook));
+                        return Err(Error::Hook { hook, error });
+                    }
+                    Recycled::Failed(e) => {
+                        let info = &held.record().info;
+                        shared.count_recycle_failure(Reason::RecycleFailed, e.as_ref(), info);
+                        last_error = e.or(last_error);
+                        got = Got::Room(held.empty());
+                    }
+                    Recycled::DeadlinePassed => {
+                        drop(held);
+                        return Err(timed_out(shared, TimeoutPhase::Recycle, last_error));
+                    }
+                }
+            }
+            Got::Room(slot) => {
+                if shared.core().is_closed() {
+                    return Err(Error::Closed);
+                }
+                crate::upkeep::start(shared);
+                // If this acquire gives up on the create, it finishes in the
+                // background (see `InFlight`).
+                let mut create = InFlight::new(slot);
+                return match deadline.run(&mut create).await {
+                    Some((Ok(entry), slot)) => Ok(checked_out(slot.fill(entry), waited, None)),
+                    Some((Err(CreateFail::Manager(e)), _)) => Err(Error::Create(e)),
+                    Some((Err(CreateFail::Hook(hook, error)), _)) => {
+                        Err(Error::Hook { hook, error })
+                    }
+                    // Traced by `create`; not an acquire timeout.
+                    Some((Err(CreateFail::Timeout), _)) => Err(Error::Timeout {
+                        phase: TimeoutPhase::Create,
+                        last_error,
+                    }),
+                    None => Err(timed_out(shared, TimeoutPhase::Create, last_error)),
+                };
+            }
+        }
+    }
+}
+
+/// Recycles a resource under the acquire's deadline (and
+/// `recycle_timeout`), with the recycle hooks if there are any.
+async fn recycle<M: Manager>(
+    shared: &Shared<M>,
+    record: &mut Record<M::Resource>,
+    deadline: &mut Deadline<'_>,
+) -> Recycled<M::Error> {
+    if shared.hooks().around_recycle {
+        return match deadline.run(Box::pin(recycle_hooked(shared, record))).await {
+            Some(Ok(())) => Recycled::Ok,
+            Some(Err(RecycleFail::Manager(e))) => Recycled::Failed(Some(e)),
+            Some(Err(RecycleFail::Timeout)) => Recycled::Failed(None),
+            Some(Err(RecycleFail::Hook(kind, e))) => Recycled::Hook(kind, e),
+            None => Recycled::DeadlinePassed,
+        };
+    }
+    let fut = shared.manager().recycle(&mut record.resource, &record.info);
+    let mut fut = pin!(fut);
+    // Poll once without any timer: most recycles finish at once.
+    let result = match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        Poll::Ready(result) => Some(result.map_err(Some)),
+        Poll::Pending => {
+            let mut inner = Deadline::new(shared.config().recycle_timeout, shared.timers());
+            deadline
+                .run(async {
+                    match inner.run(fut).await {
+                        Some(result) => result.map_err(Some),
+                        None => Err(None),
+                    }
+                })
+                .await
+        }
+    };
+    match result {
+        Some(Ok(())) => Recycled::Ok,
+        Some(Err(e)) => Recycled::Failed(e),
+        None => Recycled::DeadlinePassed,
+    }
+}
+
+/// The recycle hooks around [`Manager::recycle`], all under
+/// `recycle_timeout`.
+pub(crate) async fn recycle_hooked<M: Manager>(
+    shared: &Shared<M>,
+    record: &mut Record<M::Resource>,
+) -> Result<(), RecycleFail<M::Error>> {
+    let hooks = shared.hooks();
+    let mut deadline = Deadline::new(shared.config().recycle_timeout, shared.timers());
+    let run = async {
+        if let Some(hook) = &hooks.pre_recycle {
+            hook.run(HookKind::PreRecycle, &mut record.resource, &record.info)
+                .await
+                .map_err(|(k, e)| RecycleFail::Hook(k, e))?;
+        }
+        shared
+            .manager()
+            .recycle(&mut record.resource, &record.info)
+            .await
+            .map_err(RecycleFail::Manager)?;
+        if let Some(hook) = &hooks.post_recycle {
+            hook.run(HookKind::PostRecycle, &mut record.resource, &record.info)
+                .await
+                .map_err(|(k, e)| RecycleFail::Hook(k, e))?;
+        }
+        Ok(())
+    };
+    deadline.run(run).await.unwrap_or(Err(RecycleFail::Timeout))
+}
+
+#[cold]
+fn timed_out<M: Manager>(
+    shared: &Shared<M>,
+    phase: TimeoutPhase,
+    last_error: Option<M::Error>,
+) -> Error<M::Error> {
+    shared.stats().add(Counter::Timeouts, 1);
+    tracing::warn!(
+        target: "quickslot",
+        pool = %shared.config().name,
+        %phase,
+        last_error = last_error.as_ref().map(tracing::field::display),
+        "acquire timed out",
+    );
+    Error::Timeout { phase, last_error }
+}
+
+/// Turns a held resource into the user's guard.
+fn checked_out<M: Manager>(
+    mut held: Held<M, Arc<Shared<M>>>,
+    waited: bool,
+    caller: Option<&'static Location<'static>>,
+) -> Pooled<M> {
+    if !waited {
+        held.shared().stats().acquired_immediately();
+    }
+    if held.shared().config().stamp_checkout {
+        held.stamp(caller);
+    }
+    Pooled::new(held)
+}
+
+/// Waits in line for a grant.
+async fn wait<M: Manager>(
+    shared: &Shared<M>,
+) -> Result<Grant<Entry<M::Resource>>, Error<M::Error>> {
+    let core = shared.core();
+    let waiter = core.new_waiter();
+    let mut registration = Registration {
+        core,
+        waiter: &waiter,
+        done: false,
+    };
+    core.register(&waiter);
+    // Listen, re-check, wait: the record's one notification comes after its
+    // state changed, so a change before `listener!` is seen by the re-check
+    // and one after it wakes the listener. The listener lives in this future
+    // (no allocation). Polling it takes the event's internal lock.
+    let result = loop {
+        match waiter.poll() {
+            Outcome::Granted(grant) => break Ok(grant),
+            Outcome::Closed => break Err(Error::Closed),
+            Outcome::Waiting => {}
+        }
+        crate::sync::listener!(waiter.event() => listener);
+        match waiter.poll() {
+            Outcome::Granted(grant) => break Ok(grant),
+            Outcome::Closed => break Err(Error::Closed),
+            Outcome::Waiting => {}
+        }
+        listener.await;
+    };
+    registration.done = true;
+    drop(registration);
+    core.retire_waiter(waiter);
+    result
+}
+
+/// Counts a wait that ended with a grant (`served`) or the pool closed.
+fn count_wait<M: Manager>(shared: &Shared<M>, started: Instant, served: bool) {
+    let stats = shared.stats();
+    if served {
+        stats.add(Counter::AcquiredAfterWait, 1);
+    }
+    let waited = started.elapsed();
+    stats.add(
+        Counter::WaitNanos,
+        u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
+    );
+    #[cfg(feature = "metrics")]
+    if let Some(m) = shared.metrics() {
+        m.acquire_wait.record(waited);
+    }
+}
+
+/// An idle resource without waiting and without creating one.
+pub(crate) fn try_acquire<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    caller: Option<&'static Location<'static>>,
+) -> Result<Pooled<M>, TryAcquireError> {
+    let core = shared.core();
+    loop {
+        if core.is_closed() {
+            return Err(TryAcquireError::Closed);
+        }
+        match core.pop_idle() {
+            Some(entry) => {
+                let held = Held::new(shared.clone(), entry);
+                if let Some(reason) = shared.expired(&held.record().info) {
+                    held.discard(reason);
+                    continue;
+                }
+                return Ok(checked_out(held, false, caller));
+            }
+            // Closed after the check above (what was idle was dropped).
+            None if core.is_closed() => return Err(TryAcquireError::Closed),
+            None if core.waiting() > 0 => return Err(TryAcquireError::Busy),
+            None if core.size() < core.max_size() => return Err(TryAcquireError::Empty),
+            None => return Err(TryAcquireError::Exhausted),
+        }
+    }
+}
+
+/// A queued waiter; leaves the line if dropped before it is served.
+struct Registration<'a, T> {
+    core: &'a Core<T>,
+    waiter: &'a Arc<Waiter<T>>,
+    done: bool,
+}
+
+impl<T> Drop for Registration<'_, T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.core.cancel(self.waiter);
+        }
+    }
+}

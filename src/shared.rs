@@ -1,0 +1,585 @@
+//! [`Shared`]: everything the handles of one pool share, and the two linear
+//! tokens through which every path holds capacity.
+//!
+//! All of a pool's state lives here, behind private fields; the acquire,
+//! create and upkeep modules reach it through the methods below.
+//!
+//! # Tokens
+//!
+//! A *slot* is one unit of capacity: counted in the core's size from the
+//! moment a grow or a grant gives it out until it is released. Outside the
+//! core, a slot is only ever held in one of two `#[must_use]` tokens:
+//!
+//! * [`Slot`]: capacity with no resource yet (a create in flight, a
+//!   `Grant::Slot`). Dropping it frees the slot; [`Slot::fill`] turns it
+//!   into a [`Held`].
+//! * [`Held`]: capacity with its resource. It is consumed by
+//!   [`park`](Held::park) (back to the pool: the next waiter or idle),
+//!   [`discard`](Held::discard), [`detach`](Held::detach) or
+//!   [`empty`](Held::empty) (the resource dropped, its slot kept). Dropped
+//!   otherwise (an acquire cancelled mid-recycle, user code that panicked
+//!   while the pool held it), it drops the resource, whose state is
+//!   unknown, and frees the slot.
+//!
+//! So every path that holds a slot (acquire, background create, `min_idle`
+//! refill, keepalive, `retain`, the return of a guard) gives it back exactly
+//! once, on every exit, unwinding included: the compiler checks what flags
+//! used to.
+
+use std::ops::Deref;
+use std::panic::Location;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::error::HookKind;
+use crate::handoff::Grant;
+use crate::hooks::Hooks;
+use crate::leak::{Leaks, Stamp};
+use crate::manager::{Manager, ResourceInfo};
+use crate::raw::Core;
+use crate::status::{Counter, Stats, Status};
+use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::timer::Timers;
+
+/// A resource with its bookkeeping, as it sits in the pool.
+///
+/// Boxed once at creation ([`Entry`]): the idle queue and the hand-off then
+/// move one pointer, whatever the size of the resource.
+#[derive(Debug)]
+pub(crate) struct Record<R> {
+    pub(crate) resource: R,
+    pub(crate) info: ResourceInfo,
+    /// The last keepalive check, if any (upkeep only).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) checked_at: Option<Instant>,
+    /// The current checkout, when checkouts are stamped (leak detection or
+    /// hold-time metrics).
+    stamp: Option<Stamp>,
+}
+
+/// A boxed [`Record`]: what the core's idle store and hand-off carry.
+pub(crate) type Entry<R> = Box<Record<R>>;
+
+impl<R> Record<R> {
+    pub(crate) fn new(resource: R, info: ResourceInfo) -> Entry<R> {
+        Box::new(Self {
+            resource,
+            info,
+            checked_at: None,
+            stamp: None,
+        })
+    }
+}
+
+/// Why a resource left the pool; named in `tracing` events.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) enum Reason {
+    Broken,
+    Expired,
+    IdleTimeout,
+    RecycleFailed,
+    KeepaliveFailed,
+    Retain,
+    Hook(HookKind),
+}
+
+impl Reason {
+    fn counter(self) -> Counter {
+        match self {
+            Self::Broken => Counter::Broken,
+            Self::Expired | Self::IdleTimeout => Counter::Expired,
+            Self::RecycleFailed | Self::KeepaliveFailed => Counter::RecycleFailed,
+            Self::Retain => Counter::RetainRejected,
+            Self::Hook(_) => Counter::Hook,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Broken => "broken",
+            Self::Expired => "past its lifetime",
+            Self::IdleTimeout => "idle too long",
+            Self::RecycleFailed => "recycle failed",
+            Self::KeepaliveFailed => "keepalive check failed",
+            Self::Retain => "removed by retain",
+            Self::Hook(HookKind::PostCreate) => "post_create hook failed",
+            Self::Hook(HookKind::PreRecycle) => "pre_recycle hook failed",
+            Self::Hook(HookKind::PostRecycle) => "post_recycle hook failed",
+            Self::Hook(_) => "on_release hook failed",
+        }
+    }
+}
+
+/// The pool's side of its upkeep task (see `upkeep`).
+#[derive(Debug)]
+pub(crate) struct UpkeepHandle {
+    /// Whether the task was spawned.
+    started: AtomicBool,
+    /// Wakes the task early (a discard under `min_idle`, a resize, the pool
+    /// dropped). Shared with the task, which must not keep the pool alive.
+    wake: Arc<Notify>,
+}
+
+#[cfg_attr(loom, allow(dead_code))] // the upkeep task is not built under loom
+impl UpkeepHandle {
+    fn new() -> Self {
+        Self {
+            started: AtomicBool::new(false),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Asks for an upkeep round now. A no-op before the task starts.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether the task was started already.
+    pub(crate) fn started(&self) -> bool {
+        // Acquire: pairs with the AcqRel swap in `claim_start`.
+        self.started.load(Ordering::Acquire)
+    }
+
+    /// True for exactly one caller: the one that spawns the task.
+    pub(crate) fn claim_start(&self) -> bool {
+        // AcqRel: exactly one caller wins the swap.
+        !self.started.swap(true, Ordering::AcqRel)
+    }
+
+    /// The task's end of the wake-up signal.
+    pub(crate) fn signal(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+}
+
+/// Everything the handles of one pool share.
+pub(crate) struct Shared<M: Manager> {
+    core: Core<Entry<M::Resource>>,
+    manager: M,
+    config: Config,
+    stats: Stats,
+    hooks: Hooks<M::Resource>,
+    upkeep: UpkeepHandle,
+    /// Idle deadline timers, reused by later waits.
+    timers: Timers,
+    /// The checked-out registry, with a `leak_threshold`.
+    leaks: Option<Leaks>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Metrics>,
+}
+
+impl<M: Manager> Shared<M> {
+    pub(crate) fn new(manager: M, config: Config, hooks: Hooks<M::Resource>) -> Self {
+        Self {
+            core: Core::new(config.max_size, config.capacity(), config.reuse_order),
+            manager,
+            leaks: config
+                .leak_threshold
+                .map(|_| Leaks::new(config.leak_backtrace)),
+            #[cfg(feature = "metrics")]
+            metrics: config
+                .metrics
+                .then(|| crate::metrics::Metrics::new(&config.name)),
+            config,
+            stats: Stats::new(),
+            hooks,
+            upkeep: UpkeepHandle::new(),
+            timers: Timers::new(),
+        }
+    }
+
+    // ----- parts -----
+
+    pub(crate) fn core(&self) -> &Core<Entry<M::Resource>> {
+        &self.core
+    }
+
+    pub(crate) fn manager(&self) -> &M {
+        &self.manager
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub(crate) fn hooks(&self) -> &Hooks<M::Resource> {
+        &self.hooks
+    }
+
+    pub(crate) fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    pub(crate) fn upkeep(&self) -> &UpkeepHandle {
+        &self.upkeep
+    }
+
+    pub(crate) fn leaks(&self) -> Option<&Leaks> {
+        self.leaks.as_ref()
+    }
+
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metrics(&self) -> Option<&crate::metrics::Metrics> {
+        self.metrics.as_ref()
+    }
+
+    // ----- reports -----
+
+    pub(crate) fn status(&self) -> Status {
+        let core = &self.core;
+        let mut status = Status {
+            max_size: core.max_size(),
+            size: core.size(),
+            idle: core.idle_len(),
+            in_use: 0,
+            creating: 0,
+            waiting: core.waiting(),
+            acquired_immediately: 0,
+            acquired_after_wait: 0,
+            timeouts: 0,
+            created: 0,
+            create_errors: 0,
+            recycle_failures: 0,
+            discarded: Default::default(),
+            total_wait: Duration::ZERO,
+            leaks_reported: 0,
+        };
+        self.stats.snapshot_into(&mut status);
+        status.discarded.closed = core.dropped_closed() as u64;
+        status.discarded.resized = core.dropped_resized() as u64;
+        status.in_use = status
+            .size
+            .saturating_sub(status.idle)
+            .saturating_sub(status.creating);
+        status
+    }
+
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_gauges(&self) {
+        if let Some(m) = &self.metrics {
+            m.publish(&self.status());
+        }
+    }
+
+    // ----- resources leaving -----
+
+    /// Why a resource found idle must go: past its lifetime, or idle past
+    /// `idle_timeout` while the pool holds more than `min_idle` resources.
+    /// Reads the clock only when one of them is set.
+    #[inline]
+    pub(crate) fn expired(&self, info: &ResourceInfo) -> Option<Reason> {
+        let c = &self.config;
+        if c.max_lifetime.is_none() && c.idle_timeout.is_none() {
+            return None;
+        }
+        self.expired_at(info, Instant::now())
+    }
+
+    #[cold]
+    fn expired_at(&self, info: &ResourceInfo, now: Instant) -> Option<Reason> {
+        if info.expired_at(now) {
+            return Some(Reason::Expired);
+        }
+        let idle_too_long = matches!(
+            (self.config.idle_timeout, info.last_returned),
+            (Some(idle), Some(at)) if now.saturating_duration_since(at) >= idle
+        );
+        (idle_too_long && self.core.size() > self.config.min_idle).then_some(Reason::IdleTimeout)
+    }
+
+    /// Counts and traces a resource leaving the pool. The caller drops it.
+    #[cold]
+    pub(crate) fn count_discard(&self, reason: Reason, info: &ResourceInfo) {
+        self.stats.add(reason.counter(), 1);
+        tracing::debug!(
+            target: "quickslot",
+            pool = %self.config.name,
+            reason = reason.as_str(),
+            age = ?info.age(),
+            uses = info.uses,
+            "resource discarded",
+        );
+        if self.config.min_idle > 0 {
+            self.upkeep.wake();
+        }
+    }
+
+    /// Traces a failed recycle or keepalive check, and counts the discard.
+    #[cold]
+    pub(crate) fn count_recycle_failure(
+        &self,
+        reason: Reason,
+        e: Option<&M::Error>,
+        info: &ResourceInfo,
+    ) {
+        self.stats.add(Counter::RecycleFailures, 1);
+        tracing::info!(
+            target: "quickslot",
+            pool = %self.config.name,
+            error = e.map(tracing::field::display),
+            timed_out = e.is_none(),
+            "{}",
+            reason.as_str(),
+        );
+        self.count_discard(reason, info);
+    }
+
+    // ----- checkouts -----
+
+    /// Stamps a checkout: its time and, with leak detection, its entry in
+    /// the checked-out registry.
+    #[cold]
+    fn stamp(&self, record: &mut Record<M::Resource>, caller: Option<&'static Location<'static>>) {
+        let at = Instant::now();
+        let ticket = self.leaks.as_ref().map(|leaks| leaks.insert(at, caller));
+        record.stamp = Some(Stamp { at, ticket });
+    }
+
+    /// Records where a stamped checkout happened, for leak reports.
+    pub(crate) fn set_caller(
+        &self,
+        record: &Record<M::Resource>,
+        caller: &'static Location<'static>,
+    ) {
+        if let (Some(leaks), Some(ticket)) =
+            (&self.leaks, record.stamp.as_ref().and_then(|s| s.ticket))
+        {
+            leaks.set_caller(ticket, caller);
+        }
+    }
+
+    /// Ends a stamped checkout, if it is one.
+    #[cold]
+    fn unstamp(&self, record: &mut Record<M::Resource>) {
+        let Some(stamp) = record.stamp.take() else {
+            return;
+        };
+        if let (Some(leaks), Some(ticket)) = (&self.leaks, stamp.ticket) {
+            leaks.remove(ticket);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            m.hold_time.record(stamp.at.elapsed());
+        }
+    }
+}
+
+impl<M: Manager> Drop for Shared<M> {
+    fn drop(&mut self) {
+        // The upkeep task holds only a weak reference: wake it so it ends now
+        // rather than at its next round.
+        self.upkeep.wake();
+    }
+}
+
+/// One unit of capacity with no resource (see the module docs). Frees its
+/// slot when dropped.
+#[must_use = "dropping a slot frees it at once"]
+pub(crate) struct Slot<M: Manager, P: Deref<Target = Shared<M>>> {
+    shared: Option<P>,
+}
+
+impl<M: Manager, P: Deref<Target = Shared<M>>> Slot<M, P> {
+    /// Takes charge of a slot the core gave out (a grow or a
+    /// `Grant::Slot`).
+    pub(crate) fn new(shared: P) -> Self {
+        Self {
+            shared: Some(shared),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<M> {
+        self.handle()
+    }
+
+    /// The pool handle this token holds.
+    pub(crate) fn handle(&self) -> &P {
+        self.shared.as_ref().expect("held until consumed")
+    }
+
+    /// The slot now holds `entry`.
+    pub(crate) fn fill(mut self, entry: Entry<M::Resource>) -> Held<M, P> {
+        let shared = self.shared.take().expect("held until consumed");
+        Held {
+            inner: Some((shared, entry)),
+        }
+    }
+}
+
+impl<M: Manager, P: Deref<Target = Shared<M>>> Drop for Slot<M, P> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.core.release(Grant::Slot);
+        }
+    }
+}
+
+/// One unit of capacity with its resource (see the module docs). Dropped
+/// without being consumed, it drops the resource and frees the slot.
+#[must_use = "dropping a held resource drops it and frees its slot"]
+pub(crate) struct Held<M: Manager, P: Deref<Target = Shared<M>>> {
+    inner: Option<(P, Entry<M::Resource>)>,
+}
+
+impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
+    /// Takes charge of a resource the core gave out (an idle one or a
+    /// `Grant::Item`).
+    pub(crate) fn new(shared: P, entry: Entry<M::Resource>) -> Self {
+        Self {
+            inner: Some((shared, entry)),
+        }
+    }
+
+    fn parts(&self) -> &(P, Entry<M::Resource>) {
+        self.inner.as_ref().expect("held until consumed")
+    }
+
+    fn into_parts(mut self) -> (P, Entry<M::Resource>) {
+        self.inner.take().expect("held until consumed")
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<M> {
+        &self.parts().0
+    }
+
+    pub(crate) fn record(&self) -> &Record<M::Resource> {
+        &self.parts().1
+    }
+
+    pub(crate) fn record_mut(&mut self) -> &mut Record<M::Resource> {
+        &mut self.inner.as_mut().expect("held until consumed").1
+    }
+
+    /// Moves the token out of `self`, which is left empty (and drops as a
+    /// no-op). For a guard's `Drop`.
+    pub(crate) fn take(&mut self) -> Self {
+        Self {
+            inner: self.inner.take(),
+        }
+    }
+
+    /// Whether this token was taken.
+    pub(crate) fn is_taken(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    /// Gives the resource back to the pool: to the oldest waiter, or idle.
+    pub(crate) fn park(self) {
+        let (shared, entry) = self.into_parts();
+        shared.core.release(Grant::Item(entry));
+    }
+
+    /// Drops the resource and keeps its slot (to create a replacement).
+    /// The slot is safe if the resource's own `Drop` panics.
+    pub(crate) fn empty(self) -> Slot<M, P> {
+        let (shared, entry) = self.into_parts();
+        let slot = Slot::new(shared);
+        drop(entry);
+        slot
+    }
+
+    /// Counts and traces the resource leaving, drops it, frees its slot.
+    pub(crate) fn discard(mut self, reason: Reason) {
+        let (shared, entry) = self.inner.as_mut().expect("held until consumed");
+        shared.count_discard(reason, &entry.info);
+        drop(self.empty());
+    }
+
+    /// Takes the resource out of the pool for good; frees its slot.
+    pub(crate) fn detach(self) -> M::Resource {
+        let (shared, entry) = self.into_parts();
+        drop(Slot::new(shared));
+        entry.resource
+    }
+
+    /// Stamps a checkout (see [`Shared::stamp`]).
+    pub(crate) fn stamp(&mut self, caller: Option<&'static Location<'static>>) {
+        let (shared, entry) = self.inner.as_mut().expect("held until consumed");
+        shared.stamp(entry, caller);
+    }
+
+    /// Ends a stamped checkout (a no-op unless checkouts are stamped).
+    pub(crate) fn unstamp(&mut self) {
+        let (shared, entry) = self.inner.as_mut().expect("held until consumed");
+        if shared.config.stamp_checkout {
+            shared.unstamp(entry);
+        }
+    }
+
+    /// A resource comes back from its user: to the next waiter or idle,
+    /// unless it is broken, refused by `on_release`, or past its lifetime.
+    /// A panic in `is_broken` or `on_release` drops the resource (in an
+    /// unknown state) and frees its slot as it unwinds.
+    pub(crate) fn give_back(mut self) {
+        let (shared, entry) = self.inner.as_mut().expect("held until consumed");
+        if shared.manager.is_broken(&mut entry.resource) {
+            self.unstamp();
+            return self.discard(Reason::Broken);
+        }
+        entry.info.uses += 1;
+        if shared.config.release_extras {
+            return self.give_back_slow();
+        }
+        self.park();
+    }
+
+    /// The return path when something is configured to run on it.
+    #[cold]
+    fn give_back_slow(mut self) {
+        self.unstamp();
+        let (shared, entry) = self.inner.as_mut().expect("held until consumed");
+        if let Some(hook) = &shared.hooks.on_release {
+            if let Err(e) = hook(&mut entry.resource, &entry.info) {
+                tracing::warn!(
+                    target: "quickslot",
+                    pool = %shared.config.name,
+                    error = %e,
+                    "on_release hook failed",
+                );
+                return self.discard(Reason::Hook(HookKind::OnRelease));
+            }
+        }
+        if shared.config.track_idle_time || shared.config.max_lifetime.is_some() {
+            let now = Instant::now();
+            if entry.info.expired_at(now) {
+                return self.discard(Reason::Expired);
+            }
+            if shared.config.track_idle_time {
+                entry.info.last_returned = Some(now);
+            }
+        }
+        self.park();
+    }
+}
+
+impl<M: Manager, P: Deref<Target = Shared<M>>> Drop for Held<M, P> {
+    fn drop(&mut self) {
+        let Some((shared, mut entry)) = self.inner.take() else {
+            return;
+        };
+        // Not consumed: an acquire cancelled mid-recycle, a task dropped
+        // mid-round, or user code that panicked while the pool held it. The
+        // resource's state is unknown.
+        let counter = if std::thread::panicking() {
+            Counter::Panicked
+        } else {
+            Counter::Cancelled
+        };
+        shared.stats.add(counter, 1);
+        if entry.stamp.is_some() {
+            shared.unstamp(&mut entry);
+        }
+        // The slot is freed even if the resource's own `Drop` panics.
+        let slot = Slot::<M, P>::new(shared);
+        drop(entry);
+        drop(slot);
+    }
+}
