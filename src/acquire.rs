@@ -5,21 +5,22 @@
 //! an [`InFlight`] create, so a dropped acquire future, a failure or a
 //! panic in user code frees it on the way out.
 
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::panic::Location;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::create::{CreateFail, InFlight};
-use crate::error::{Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
+use crate::error::{Error, TimeoutPhase, TryAcquireError};
 use crate::guard::Pooled;
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::manager::Manager;
 use crate::raw::{Core, Unavailable};
-use crate::shared::{Entry, Held, Reason, Record, Shared, Slot};
+use crate::recycle::{recycle, Recycled};
+use crate::shared::{Entry, Held, Reason, Shared, Slot};
 use crate::status::Counter;
 use crate::sync::Arc;
 use crate::timer::Deadline;
@@ -94,24 +95,6 @@ impl<M: Manager> Got<M> {
             Grant::Slot => Self::Room(Slot::new(shared.clone())),
         }
     }
-}
-
-/// How a recycle in an acquire ended.
-enum Recycled<E> {
-    Ok,
-    /// The manager's error, or `None` when `recycle_timeout` passed.
-    Failed(Option<E>),
-    Hook(HookKind, HookError),
-    /// The acquire's deadline passed.
-    DeadlinePassed,
-}
-
-/// Why a recycle (with its hooks) rejected a resource.
-pub(crate) enum RecycleFail<E> {
-    Manager(E),
-    /// `recycle_timeout` passed.
-    Timeout,
-    Hook(HookKind, HookError),
 }
 
 async fn acquire_within<M: Manager>(
@@ -194,75 +177,6 @@ async fn acquire_within<M: Manager>(
             }
         }
     }
-}
-
-/// Recycles a resource under the acquire's deadline (and
-/// `recycle_timeout`), with the recycle hooks if there are any.
-async fn recycle<M: Manager>(
-    shared: &Shared<M>,
-    record: &mut Record<M::Resource>,
-    deadline: &mut Deadline<'_>,
-) -> Recycled<M::Error> {
-    if shared.hooks().around_recycle {
-        return match deadline.run(Box::pin(recycle_hooked(shared, record))).await {
-            Some(Ok(())) => Recycled::Ok,
-            Some(Err(RecycleFail::Manager(e))) => Recycled::Failed(Some(e)),
-            Some(Err(RecycleFail::Timeout)) => Recycled::Failed(None),
-            Some(Err(RecycleFail::Hook(kind, e))) => Recycled::Hook(kind, e),
-            None => Recycled::DeadlinePassed,
-        };
-    }
-    let fut = shared.manager().recycle(&mut record.resource, &record.info);
-    let mut fut = pin!(fut);
-    // Poll once without any timer: most recycles finish at once.
-    let result = match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
-        Poll::Ready(result) => Some(result.map_err(Some)),
-        Poll::Pending => {
-            let mut inner = Deadline::new(shared.config().recycle_timeout, shared.timers());
-            deadline
-                .run(async {
-                    match inner.run(fut).await {
-                        Some(result) => result.map_err(Some),
-                        None => Err(None),
-                    }
-                })
-                .await
-        }
-    };
-    match result {
-        Some(Ok(())) => Recycled::Ok,
-        Some(Err(e)) => Recycled::Failed(e),
-        None => Recycled::DeadlinePassed,
-    }
-}
-
-/// The recycle hooks around [`Manager::recycle`], all under
-/// `recycle_timeout`.
-pub(crate) async fn recycle_hooked<M: Manager>(
-    shared: &Shared<M>,
-    record: &mut Record<M::Resource>,
-) -> Result<(), RecycleFail<M::Error>> {
-    let hooks = shared.hooks();
-    let mut deadline = Deadline::new(shared.config().recycle_timeout, shared.timers());
-    let run = async {
-        if let Some(hook) = &hooks.pre_recycle {
-            hook.run(HookKind::PreRecycle, &mut record.resource, &record.info)
-                .await
-                .map_err(|(k, e)| RecycleFail::Hook(k, e))?;
-        }
-        shared
-            .manager()
-            .recycle(&mut record.resource, &record.info)
-            .await
-            .map_err(RecycleFail::Manager)?;
-        if let Some(hook) = &hooks.post_recycle {
-            hook.run(HookKind::PostRecycle, &mut record.resource, &record.info)
-                .await
-                .map_err(|(k, e)| RecycleFail::Hook(k, e))?;
-        }
-        Ok(())
-    };
-    deadline.run(run).await.unwrap_or(Err(RecycleFail::Timeout))
 }
 
 #[cold]

@@ -38,7 +38,8 @@
 //! # }
 //! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 // The public face, then the layer under it, then the concurrency core
 // (`raw`, `handoff`, `idle`, over the `sync` facade). Each module uses only
@@ -49,6 +50,7 @@ mod config;
 mod create;
 mod guard;
 mod pool;
+mod recycle;
 mod shared;
 mod upkeep;
 
@@ -62,6 +64,7 @@ mod metrics;
 mod status;
 mod timer;
 
+#[allow(unsafe_code)] // the waiter record's cell: see its module docs
 mod handoff;
 mod idle;
 mod raw;
@@ -70,6 +73,8 @@ mod sync;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+
+pub mod implementation;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;

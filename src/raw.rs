@@ -248,8 +248,8 @@ impl<T> Core<T> {
         // took a slot above it and give one back, but only while the pool is
         // still too large (`shrink_one` is one atomic step), so no capacity
         // that a waiter is owed is lost; if someone freed a slot meanwhile,
-        // ours fits and we keep it. Found by loom model 9a at three
-        // preemptions: without this the pool stayed above its maximum.
+        // ours fits and we keep it. Without this the pool could stay above
+        // its maximum for good.
         if state & !CLOSED >= self.max_size_now() && self.shrink_one() {
             return Err(Unavailable::Full);
         }
@@ -429,8 +429,7 @@ impl<T> Core<T> {
                     // The grant was shed. Like a park, that can leave a
                     // waiter behind: it may have re-checked, taken the one
                     // item it found and shed it here, while another item sat
-                    // idle (found by loom model 9a at three preemptions). So
-                    // re-check as after a park.
+                    // idle. So re-check as after a park.
                     Slow::Shed => {}
                     Slow::Back(back) => {
                         self.park(back);

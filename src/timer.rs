@@ -4,7 +4,7 @@
 //! ends long before it (the default `acquire_timeout` is 30 s). A fresh
 //! `tokio::time::Sleep` per wait costs an allocation, two locks on the timer
 //! wheel (register on first poll, deregister on drop) and a runtime-handle
-//! clone: measured at about a quarter of a contended acquire/release cycle.
+//! clone (see [`implementation`](crate::implementation) for what it cost).
 //!
 //! So a pool keeps finished timers and reuses them. A reused timer is still
 //! registered in the wheel, and moving it to a *later* deadline is one
@@ -75,8 +75,8 @@ impl Timers {
             if timer.runtime == runtime {
                 // A timer still pending at or before `at` is used as it is:
                 // if it fires first, `Deadline::run` moves it on to `at`.
-                // That skips the reset (about 170 instructions) in the
-                // common case, where the wait ends long before either.
+                // That skips the reset in the common case, where the wait
+                // ends long before either.
                 if timer.sleep.is_elapsed() || timer.sleep.deadline() > at {
                     timer.as_mut().project().sleep.reset(at);
                 }
@@ -166,8 +166,7 @@ fn after(start: Instant, timeout: Duration) -> Instant {
 
 impl Drop for Deadline<'_> {
     // Inline and branch-only when nothing was armed: every acquire drops a
-    // `Deadline`, and an out-of-line drop plus the field's drop glue cost
-    // about 20 instructions on the uncontended path.
+    // `Deadline`, and the uncontended path should pay one test for it.
     #[inline]
     fn drop(&mut self) {
         if self.timer.is_some() {

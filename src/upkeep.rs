@@ -16,10 +16,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::acquire::{recycle_hooked, RecycleFail};
 use crate::create::{create, CreateFail};
 use crate::jitter::random_unit;
 use crate::manager::{Manager, ResourceInfo};
+use crate::recycle::{recycle_hooked, RecycleFail};
 use crate::shared::{Held, Reason, Shared, Slot};
 use crate::status::Counter;
 use crate::sync::Arc;
