@@ -76,6 +76,10 @@ pub mod fuzzing;
 
 pub mod implementation;
 
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_core;
+
 #[cfg(feature = "postgres")]
 pub mod postgres;
 

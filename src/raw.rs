@@ -49,9 +49,16 @@ use crate::sync::{
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
-/// Cancelled records in the queue before a cancel tries to compact it
-/// (also at least twice the live ones). Tiny in unit tests, to reach it.
-const COMPACT_AFTER: isize = if cfg!(test) { 0 } else { 64 };
+/// Whether a cancel, with `stale` cancelled records in the line and
+/// `waiting` live ones, trims the line: more than 64 and more than twice the
+/// live ones. Any in unit tests and loom models, to reach it.
+fn should_compact(stale: isize, waiting: usize) -> bool {
+    if cfg!(any(test, loom)) {
+        stale > 0
+    } else {
+        stale > 64 && stale > 2 * waiting as isize
+    }
+}
 
 /// How many finished waiter records a pool keeps for reuse.
 const SPARE_RECORDS: usize = 512;
@@ -322,7 +329,7 @@ impl<T> Core<T> {
                 // Relaxed: a heuristic count for the clean-up below.
                 // Read as signed: a racing decrement may run first.
                 let stale = self.stale.fetch_add(1, Ordering::Relaxed).wrapping_add(1) as isize;
-                if stale > COMPACT_AFTER && stale > 2 * self.waiting() as isize {
+                if should_compact(stale, self.waiting()) {
                     self.compact();
                 }
             }

@@ -13,6 +13,7 @@
 use std::ops::Deref;
 use std::time::Duration;
 
+#[cfg(not(loom))]
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
