@@ -13,7 +13,7 @@ use crate::manager::{Manager, ResourceInfo};
 /// allocated up front.
 pub const MAX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Builds a [`Pool`]: `Pool::builder(manager)`, setters, then
+/// Builds a [`Pool`](crate::Pool): `Pool::builder(manager)`, setters, then
 /// [`build`](Builder::build).
 ///
 /// Building validates the settings, creates no resource and needs no
@@ -25,9 +25,9 @@ pub const MAX_SIZE_LIMIT: usize = 1 << 20;
 /// `leak_threshold` and the `metrics` feature are served by one background
 /// task per pool. It needs a Tokio runtime (with the time driver), so it is
 /// started lazily: by `build` when called inside a runtime, otherwise by
-/// [`Pool::warm_up`] or by the first create (a slow path; the acquire fast
+/// [`Pool::warm_up`](crate::Pool::warm_up) or by the first create (a slow path; the acquire fast
 /// path never checks for it). It holds only a weak reference to the pool
-/// and ends when the last [`Pool`] handle and [`Pooled`](crate::Pooled)
+/// and ends when the last [`Pool`](crate::Pool) handle and [`Pooled`](crate::Pooled)
 /// guard are gone, or when the pool is closed.
 ///
 /// ```
@@ -71,7 +71,7 @@ impl<M: Manager> Builder<M> {
         self
     }
 
-    /// One end-to-end deadline for [`Pool::acquire`], covering the wait for a
+    /// One end-to-end deadline for [`Pool::acquire`](crate::Pool::acquire), covering the wait for a
     /// resource, its create and its recycle. `None` waits for ever.
     /// Default: 30 seconds (as in bb8, sqlx and HikariCP).
     pub fn acquire_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
@@ -86,7 +86,7 @@ impl<M: Manager> Builder<M> {
     /// deadline passed, or its future was dropped): such a create finishes
     /// in the background, keeping its slot, and its resource goes to the
     /// next waiter. Without a `create_timeout` the `acquire_timeout` bounds
-    /// it; with neither, it is dropped at once (see [`Pool::acquire`]).
+    /// it; with neither, it is dropped at once (see [`Pool::acquire`](crate::Pool::acquire)).
     pub fn create_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.create_timeout = timeout.into();
         self
@@ -133,7 +133,7 @@ impl<M: Manager> Builder<M> {
     /// background (see [Background upkeep](Self#background-upkeep)) and
     /// spared by `idle_timeout`. A failing create is retried with
     /// exponential backoff (100 ms doubling to 30 s, with jitter).
-    /// [`Pool::warm_up`] fills up to it at once. Default: 0. Must not exceed
+    /// [`Pool::warm_up`](crate::Pool::warm_up) fills up to it at once. Default: 0. Must not exceed
     /// `max_size`.
     ///
     /// ```
@@ -155,7 +155,7 @@ impl<M: Manager> Builder<M> {
         self
     }
 
-    /// The largest `max_size` a later [`Pool::resize`] may set. Default:
+    /// The largest `max_size` a later [`Pool::resize`](crate::Pool::resize) may set. Default:
     /// `max_size` (the pool can shrink and grow back, not beyond).
     ///
     /// The idle store is allocated for this many resources when the pool is

@@ -375,7 +375,7 @@ impl<M: Manager> Builder<M> {
     /// # Errors
     ///
     /// [`BuildError`] naming the setting: `max_size` of 0 or above
-    /// `max_size_limit` or [`MAX_SIZE_LIMIT`], a `min_idle` above `max_size`,
+    /// `max_size_limit` or [`MAX_SIZE_LIMIT`](crate::MAX_SIZE_LIMIT), a `min_idle` above `max_size`,
     /// a zero duration, a `create_timeout` or `recycle_timeout` longer than
     /// the `acquire_timeout`, or an `idle_timeout` longer than the
     /// `max_lifetime`.

@@ -117,7 +117,10 @@ pub(crate) struct Core<T> {
 }
 
 #[cfg(test)]
-struct HoldHook<T>(Box<dyn FnOnce(&Core<T>) + Send>);
+type HoldFn<T> = dyn FnOnce(&Core<T>) + Send;
+
+#[cfg(test)]
+struct HoldHook<T>(Box<HoldFn<T>>);
 
 #[cfg(test)]
 impl<T> std::fmt::Debug for HoldHook<T> {

@@ -264,7 +264,7 @@ pub(crate) fn retain<M: Manager>(
     }
     let mut unvisited = Unvisited(take_idle(&shared).into_iter());
     let mut removed = 0;
-    while let Some(mut held) = unvisited.0.next() {
+    for mut held in unvisited.0.by_ref() {
         // A panic in `keep` drops `held` (its state is unknown) and parks
         // the rest as it unwinds.
         let record = held.record_mut();
