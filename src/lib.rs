@@ -83,6 +83,9 @@ pub mod loom_core;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
 pub use crate::builder::{Builder, MAX_SIZE_LIMIT};
 pub use crate::error::{BuildError, Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
 pub use crate::guard::Pooled;

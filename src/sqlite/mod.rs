@@ -1,0 +1,206 @@
+//! An SQLite adapter on [`rusqlite`] (cargo feature `sqlite`), with SQLite
+//! compiled in (`rusqlite`'s `bundled` feature): no system library, no
+//! server.
+//!
+//! * [`Manager`] opens connections to a file ([`Manager::file`]), to an
+//!   in-memory database shared by the pool ([`Manager::memory`]) or to a
+//!   `sqlite:` URL ([`Manager::from_url`]), and applies and checks the
+//!   settings people set on an SQLite pool: [`JournalMode`] (WAL by
+//!   default), [`Synchronous`], the busy timeout, foreign keys, read-only,
+//!   any other [`pragma`](Manager::pragma), and
+//!   [`after_connect`](Manager::after_connect) hooks. It is also exported as
+//!   [`SqliteManager`], which does not clash with
+//!   [`quickslot::Manager`](crate::Manager).
+//! * [`Manager::pool_builder`] returns a [`quickslot::Builder`](crate::Builder)
+//!   with typical SQLite pool defaults; [`Pool`] and [`PooledConnection`]
+//!   are the resulting types.
+//! * A checked-out connection derefs to [`Connection`], which derefs to
+//!   [`rusqlite::Connection`]. From async code,
+//!   [`Connection::interact`] runs a closure on Tokio's blocking pool; from
+//!   threads (or `spawn_blocking`), use the connection directly.
+//! * Checkout checks follow the [`RecyclingMethod`]; a connection returned
+//!   inside a transaction is rolled back, never handed on mid-transaction.
+//! * [`PoolExt`] adds [`utilisation`](PoolExt::utilisation) and
+//!   [`health_check`](PoolExt::health_check) to the pool.
+//!
+//! # Example
+//!
+//! ```
+//! use quickslot::sqlite::{rusqlite, Manager, PoolExt};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("app.db");
+//! let pool = Manager::file(&path).pool_builder().max_size(4).build()?;
+//!
+//! let mut conn = pool.acquire().await?;
+//! conn.interact(|conn| {
+//!     conn.execute_batch("CREATE TABLE IF NOT EXISTS events (kind TEXT NOT NULL)")?;
+//!     let tx = conn.transaction()?;
+//!     tx.execute("INSERT INTO events (kind) VALUES (?1)", ["login"])?;
+//!     tx.commit()
+//! })
+//! .await??;
+//! drop(conn);
+//!
+//! let n: i64 = pool
+//!     .acquire()
+//!     .await?
+//!     .interact(|conn| conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0)))
+//!     .await??;
+//! assert_eq!(n, 1);
+//! pool.health_check().await?;
+//! println!("{n} events; {:.0} % of the pool in use", 100.0 * pool.utilisation());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Errors users see
+//!
+//! Each is an [`Error`] whose [`kind`](Error::kind) says which, whose message
+//! names the database, and whose [`source`](std::error::Error::source) is
+//! the `rusqlite` error:
+//!
+//! * a missing directory ([`ErrorKind::MissingDirectory`]), a file that is
+//!   not a database ([`ErrorKind::NotADatabase`]), permission denied
+//!   ([`ErrorKind::PermissionDenied`]), a missing file with
+//!   `create_if_missing(false)` ([`ErrorKind::NotFound`]): `acquire` returns
+//!   at once with [`quickslot::Error::Create`](crate::Error::Create);
+//! * a setting the database refused, such as WAL on a read-only file
+//!   ([`ErrorKind::Setting`], naming the setting, the value asked for and
+//!   the value SQLite kept): the same;
+//! * a lock held by another connection past the busy timeout while opening
+//!   ([`ErrorKind::Busy`]): the same, after the busy timeout, not as an
+//!   acquire timeout (keep the busy timeout below the `acquire_timeout`);
+//! * SQL errors inside [`interact`](Connection::interact) come back as
+//!   [`rusqlite::Error`]s, unchanged; [`Error::query`] wraps one with the
+//!   database's path (and names `SQLITE_BUSY` [`ErrorKind::Busy`]).
+//!
+//! # Blocking
+//!
+//! SQLite does its I/O on the calling thread. Connections are opened on
+//! Tokio's blocking pool; queries run where they are called: on the
+//! blocking pool with [`interact`](Connection::interact), or on the calling
+//! thread through `Deref`. The pool itself may close a connection (one past
+//! `max_lifetime` or `idle_timeout`, or discarded) on an async worker;
+//! closing the last connection to a WAL database checkpoints it.
+//!
+//! Needs a Rust toolchain that builds `rusqlite` 0.40 (1.85 or newer at the
+//! time of writing), newer than the rest of quickslot.
+
+mod connection;
+mod error;
+mod manager;
+mod options;
+mod url;
+
+pub use self::connection::{Connection, InteractError, PanicPayload};
+pub use self::error::{ConfigError, Error, ErrorKind, HookError};
+pub use self::manager::{Manager, DEFAULT_BUSY_TIMEOUT};
+pub use self::options::{JournalMode, RecyclingMethod, Synchronous};
+
+/// [`Manager`] under a name that does not clash with
+/// [`quickslot::Manager`](crate::Manager).
+pub use self::manager::Manager as SqliteManager;
+
+pub use rusqlite;
+
+use std::fmt;
+use std::future::Future;
+
+/// A pool of SQLite connections (build one with [`Manager::pool_builder`]).
+pub type Pool = crate::Pool<Manager>;
+
+/// A connection checked out of a [`Pool`]; derefs to [`Connection`] and from
+/// there to [`rusqlite::Connection`]. Returned to the pool on drop.
+pub type PooledConnection = crate::Pooled<Manager>;
+
+/// The error of [`Pool::acquire`](crate::Pool::acquire) for SQLite pools.
+pub type PoolError = crate::Error<Error>;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Pool {}
+}
+
+/// What an SQLite [`Pool`] adds to [`quickslot::Pool`](crate::Pool).
+///
+/// ```
+/// use quickslot::sqlite::{Manager, PoolExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Manager::memory().pool_builder().max_size(4).build()?;
+/// let conn = pool.acquire().await?;
+/// assert_eq!(pool.utilisation(), 0.25);
+/// drop(conn);
+/// pool.health_check().await?;
+/// # Ok(()) }
+/// ```
+pub trait PoolExt: sealed::Sealed {
+    /// The share of the pool in use: `(size - idle) / max_size` from
+    /// [`status`](crate::Pool::status) (creates in flight count as in use).
+    /// From 0.0 to 1.0, and above 1.0 for a while after a
+    /// [`resize`](crate::Pool::resize) made the pool smaller.
+    fn utilisation(&self) -> f64;
+
+    /// Checks out a connection (creating one if none is idle) and runs
+    /// `SELECT 1` on it.
+    ///
+    /// # Errors
+    ///
+    /// [`HealthCheckError::Acquire`] when no connection could be checked out
+    /// (the database cannot be opened, the pool is closed, the acquire timed
+    /// out); [`HealthCheckError::Query`] when the query failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Pool::acquire`](crate::Pool::acquire).
+    fn health_check(&self) -> impl Future<Output = Result<(), HealthCheckError>> + Send;
+}
+
+impl PoolExt for Pool {
+    fn utilisation(&self) -> f64 {
+        let status = self.status();
+        let used = status.size.saturating_sub(status.idle);
+        used as f64 / status.max_size.max(1) as f64
+    }
+
+    async fn health_check(&self) -> Result<(), HealthCheckError> {
+        let mut conn = self.acquire().await.map_err(HealthCheckError::Acquire)?;
+        let conn: &mut rusqlite::Connection = &mut conn;
+        conn.prepare_cached("SELECT 1")
+            .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
+            .map(drop)
+            .map_err(|e| HealthCheckError::Query(Error::query(conn, e)))
+    }
+}
+
+/// Why [`PoolExt::health_check`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HealthCheckError {
+    /// No connection could be checked out.
+    Acquire(PoolError),
+    /// `SELECT 1` failed.
+    Query(Error),
+}
+
+impl fmt::Display for HealthCheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HealthCheckError::Acquire(_) => {
+                f.write_str("health check: no connection could be checked out")
+            }
+            HealthCheckError::Query(_) => f.write_str("health check: `SELECT 1` failed"),
+        }
+    }
+}
+
+impl std::error::Error for HealthCheckError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HealthCheckError::Acquire(e) => Some(e),
+            HealthCheckError::Query(e) => Some(e),
+        }
+    }
+}
