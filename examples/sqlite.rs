@@ -114,7 +114,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     Ok(())
 }
 
-fn transfer(conn: &mut rusqlite::Connection, from: i64, to: i64, amount: i64) -> rusqlite::Result<()> {
+fn transfer(
+    conn: &mut rusqlite::Connection,
+    from: i64,
+    to: i64,
+    amount: i64,
+) -> rusqlite::Result<()> {
     // IMMEDIATE takes the write lock up front, so the busy timeout applies
     // to it instead of a deferred upgrade failing with SQLITE_BUSY.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -100,7 +100,10 @@ impl Connection {
     /// use of the guard, or the next checkout if the guard went back to the
     /// pool, waits for it). The slot stays held meanwhile, so the pool
     /// never has more than `max_size` connections open.
-    pub fn interact<F, R>(&mut self, f: F) -> impl Future<Output = Result<R, InteractError>> + Send + '_
+    pub fn interact<F, R>(
+        &mut self,
+        f: F,
+    ) -> impl Future<Output = Result<R, InteractError>> + Send + '_
     where
         F: FnOnce(&mut rusqlite::Connection) -> R + Send + 'static,
         R: Send + 'static,
@@ -130,7 +133,11 @@ impl Connection {
             let out = task.await;
             // Not cancelled: the connection was sent back before the task
             // returned (or dropped with a panic or abort).
-            let back = this.away.get_mut().take().and_then(|mut rx| rx.try_recv().ok());
+            let back = this
+                .away
+                .get_mut()
+                .take()
+                .and_then(|mut rx| rx.try_recv().ok());
             if let Some(conn) = back {
                 let _ = this.conn.set(conn);
             }

@@ -415,7 +415,10 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Scheme { url } => {
-                write!(f, "`{url}` is not an SQLite URL: it must start with `sqlite:`")
+                write!(
+                    f,
+                    "`{url}` is not an SQLite URL: it must start with `sqlite:`"
+                )
             }
             ConfigError::MissingPath => f.write_str(
                 "the SQLite URL names no database file \
