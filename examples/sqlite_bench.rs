@@ -17,6 +17,10 @@
 //! * quickslot inline: `pool.acquire().await?` and the query on the async
 //!   worker itself (fine for a cached point read; the floor of the
 //!   blocking-pool hop);
+//! * quickslot spawn_blocking: `spawn_blocking(|| block_on(pool.acquire()),
+//!   query)`, r2d2's shape: the checkout waits on the blocking thread, and a
+//!   connection returned there goes straight to the next blocking thread
+//!   waiting (what `Pool::acquire_blocking` will do);
 //! * deadpool-sqlite: `pool.get().await?.interact(..).await` (its checkout
 //!   runs a `SELECT` through `interact` too);
 //! * r2d2: `spawn_blocking(|| pool.get()?, query)` (r2d2 blocks).
@@ -39,14 +43,16 @@ const QUERY: &str = "SELECT v FROM kv WHERE id = ?1";
 enum Kind {
     Quickslot,
     QuickslotInline,
+    QuickslotThreads,
     Deadpool,
     R2d2,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [
+    const ALL: [Kind; 5] = [
         Kind::Quickslot,
         Kind::QuickslotInline,
+        Kind::QuickslotThreads,
         Kind::Deadpool,
         Kind::R2d2,
     ];
@@ -55,6 +61,7 @@ impl Kind {
         match self {
             Kind::Quickslot => "quickslot (interact)",
             Kind::QuickslotInline => "quickslot (inline)",
+            Kind::QuickslotThreads => "quickslot (spawn_blocking)",
             Kind::Deadpool => "deadpool-sqlite (interact)",
             Kind::R2d2 => "r2d2_sqlite (spawn_blocking)",
         }
@@ -100,7 +107,9 @@ fn args() -> Args {
 
 fn point_read(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<usize> {
     let mut statement = conn.prepare_cached(QUERY)?;
-    statement.query_row([id], |row| row.get_ref(0).map(|v| v.as_str().map_or(0, str::len)))
+    statement.query_row([id], |row| {
+        row.get_ref(0).map(|v| v.as_str().map_or(0, str::len))
+    })
 }
 
 fn seed(path: &Path, rows: i64) {
@@ -147,6 +156,16 @@ async fn one(kind: Kind, pools: &Pools, id: i64) -> usize {
             let conn = pools.quickslot.acquire().await.unwrap();
             point_read(&conn, id).unwrap()
         }
+        Kind::QuickslotThreads => {
+            let pool = pools.quickslot.clone();
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                let conn = runtime.block_on(pool.acquire()).unwrap();
+                point_read(&conn, id).unwrap()
+            })
+            .await
+            .unwrap()
+        }
         Kind::Deadpool => {
             let conn = pools.deadpool.get().await.unwrap();
             conn.interact(move |c| point_read(c, id))
@@ -180,7 +199,8 @@ async fn cell(kind: Kind, pools: &Arc<Pools>, a: &Args, duration: Duration) -> C
         let pools = pools.clone();
         let rows = a.rows;
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+            let mut rng =
+                Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
             let mut bytes = 0;
             loop {
@@ -303,8 +323,8 @@ fn main() {
             (qps, Duration::from_secs_f64(p99))
         })
         .collect();
-    let deadpool = medians[2].0;
-    let r2d2 = medians[3].0;
+    let deadpool = medians[3].0;
+    let r2d2 = medians[4].0;
     println!();
     println!("| pool | queries/s (median) | p99 (median) | vs deadpool-sqlite | vs r2d2_sqlite |");
     println!("|---|---:|---:|---:|---:|");
