@@ -30,7 +30,7 @@ fn pragma(conn: &rusqlite::Connection, name: &str) -> String {
 }
 
 /// The manager error of a failed acquire.
-async fn create_error(pool: &sqlite::Pool) -> sqlite::Error {
+async fn create_error(pool: &sqlite::Pool) -> sqlite::SqliteError {
     match pool.acquire().await {
         Err(PoolError::Create(e)) => e,
         Err(other) => panic!("expected a create error, got {other:?}"),
@@ -872,7 +872,7 @@ async fn busy_past_the_busy_timeout_is_an_error_not_a_timeout() {
     let e = conn
         .interact(|c| {
             c.execute("INSERT INTO t VALUES (1)", [])
-                .map_err(|e| sqlite::Error::query(c, e))
+                .map_err(|e| sqlite::SqliteError::query(c, e))
         })
         .await
         .unwrap()

@@ -118,9 +118,10 @@ impl Connection {
             let task = tokio::task::spawn_blocking(move || {
                 match catch_unwind(AssertUnwindSafe(|| f(&mut conn))) {
                     Ok(out) => {
-                        // The receiver is gone only if the guard was dropped
-                        // out of the pool meanwhile; the connection then
-                        // closes here, off the async worker.
+                        // The receiver is gone only if the pool dropped this
+                        // `Connection` meanwhile (closed, expired, resized);
+                        // the connection then closes here, off the async
+                        // worker.
                         let _ = tx.send(conn);
                         Ok(out)
                     }

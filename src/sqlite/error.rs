@@ -1,5 +1,5 @@
-//! The adapter's errors: [`Error`] (opening and checking connections, and
-//! queries wrapped with [`Error::query`]) and [`ConfigError`] (URLs and
+//! The adapter's errors: [`SqliteError`] (opening and checking connections, and
+//! queries wrapped with [`SqliteError::query`]) and [`ConfigError`] (URLs and
 //! setting names).
 
 use std::borrow::Cow;
@@ -9,19 +9,19 @@ use std::time::Duration;
 
 use rusqlite::ErrorCode;
 
-/// The error type of an [`after_connect`](super::Manager::after_connect)
+/// The error type of an [`after_connect`](super::SqliteManager::after_connect)
 /// hook.
-pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub type AfterConnectError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// What kind of failure an [`Error`] is.
+/// What kind of failure an [`SqliteError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The directory that should hold the database file does not exist.
     MissingDirectory,
     /// The database file does not exist and
-    /// [`create_if_missing`](super::Manager::create_if_missing) is off (or
-    /// the connection is [`read_only`](super::Manager::read_only)).
+    /// [`create_if_missing`](super::SqliteManager::create_if_missing) is off (or
+    /// the connection is [`read_only`](super::SqliteManager::read_only)).
     NotFound,
     /// The operating system refused access to the file or its directory.
     PermissionDenied,
@@ -29,15 +29,15 @@ pub enum ErrorKind {
     /// its header is damaged).
     NotADatabase,
     /// Another connection held a lock on the database for longer than the
-    /// [`busy_timeout`](super::Manager::busy_timeout) (`SQLITE_BUSY`).
+    /// [`busy_timeout`](super::SqliteManager::busy_timeout) (`SQLITE_BUSY`).
     Busy,
     /// Opening the database failed for another reason.
     Open,
     /// A setting was refused, or read back a different value than the one
-    /// asked for: see [`Error::setting`], [`Error::requested`] and
-    /// [`Error::actual`].
+    /// asked for: see [`SqliteError::setting`], [`SqliteError::requested`] and
+    /// [`SqliteError::actual`].
     Setting,
-    /// An [`after_connect`](super::Manager::after_connect) hook failed.
+    /// An [`after_connect`](super::SqliteManager::after_connect) hook failed.
     AfterConnect,
     /// The blocking task opening the connection was cancelled, because the
     /// Tokio runtime is shutting down.
@@ -50,7 +50,7 @@ pub enum ErrorKind {
     /// [`RecyclingMethod::Verified`](super::RecyclingMethod::Verified), or
     /// the rollback of a transaction left open).
     Check,
-    /// A query failed (an error wrapped by [`Error::query`]).
+    /// A query failed (an error wrapped by [`SqliteError::query`]).
     Query,
 }
 
@@ -83,7 +83,7 @@ pub enum ErrorKind {
 /// );
 /// # }
 /// ```
-pub struct Error {
+pub struct SqliteError {
     inner: Box<Inner>,
 }
 
@@ -102,12 +102,12 @@ struct Inner {
 
 enum Source {
     Sqlite(rusqlite::Error),
-    Other(HookError),
+    Other(AfterConnectError),
 }
 
-impl Error {
+impl SqliteError {
     pub(super) fn new(kind: ErrorKind, location: &str) -> Self {
-        Error {
+        SqliteError {
             inner: Box::new(Inner {
                 kind,
                 location: location.to_owned(),
@@ -127,7 +127,7 @@ impl Error {
         self
     }
 
-    pub(super) fn with_hook_source(mut self, source: HookError) -> Self {
+    pub(super) fn with_hook_source(mut self, source: AfterConnectError) -> Self {
         self.inner.source = Some(Source::Other(source));
         self
     }
@@ -156,7 +156,7 @@ impl Error {
         requested: String,
         actual: Option<String>,
     ) -> Self {
-        let mut e = Error::new(ErrorKind::Setting, location);
+        let mut e = SqliteError::new(ErrorKind::Setting, location);
         e.inner.setting = Some(setting.to_owned());
         e.inner.requested = Some(requested);
         e.inner.actual = actual;
@@ -174,11 +174,11 @@ impl Error {
     /// [`source`](std::error::Error::source).
     ///
     /// ```
-    /// use quickslot::sqlite::{rusqlite, Error, ErrorKind};
+    /// use quickslot::sqlite::{rusqlite, SqliteError, ErrorKind};
     ///
     /// let conn = rusqlite::Connection::open_in_memory()?;
     /// let e = conn.execute("INSERT INTO missing VALUES (1)", []).unwrap_err();
-    /// let e = Error::query(&conn, e);
+    /// let e = SqliteError::query(&conn, e);
     /// assert_eq!(e.kind(), ErrorKind::Query);
     /// assert_eq!(e.to_string(), "query on SQLite database `:memory:` failed");
     /// # Ok::<(), rusqlite::Error>(())
@@ -194,13 +194,13 @@ impl Error {
                 .ok()
                 .and_then(|ms| u64::try_from(ms).ok())
                 .map(Duration::from_millis);
-            let mut e = Error::new(ErrorKind::Busy, &location)
+            let mut e = SqliteError::new(ErrorKind::Busy, &location)
                 .doing("running a query")
                 .with_source(source);
             e.inner.busy_timeout = timeout;
             e
         } else {
-            Error::new(ErrorKind::Query, &location).with_source(source)
+            SqliteError::new(ErrorKind::Query, &location).with_source(source)
         }
     }
 
@@ -216,7 +216,7 @@ impl Error {
     }
 
     /// The setting involved (`"journal_mode"`, `"busy_timeout"`, a
-    /// [`pragma`](super::Manager::pragma)'s name...), for
+    /// [`pragma`](super::SqliteManager::pragma)'s name...), for
     /// [`ErrorKind::Setting`] and for a [`ErrorKind::Busy`] met while
     /// applying one.
     pub fn setting(&self) -> Option<&str> {
@@ -248,7 +248,7 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for SqliteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = &*self.inner;
         let loc = &e.location;
@@ -328,10 +328,10 @@ impl fmt::Display for Error {
     }
 }
 
-impl fmt::Debug for Error {
+impl fmt::Debug for SqliteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = &*self.inner;
-        let mut d = f.debug_struct("Error");
+        let mut d = f.debug_struct("SqliteError");
         d.field("kind", &e.kind).field("location", &e.location);
         if let Some(setting) = &e.setting {
             d.field("setting", setting);
@@ -351,7 +351,7 @@ impl fmt::Debug for Error {
     }
 }
 
-impl std::error::Error for Error {
+impl std::error::Error for SqliteError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.inner.source {
             Some(Source::Sqlite(e)) => Some(e),
@@ -362,7 +362,7 @@ impl std::error::Error for Error {
 }
 
 /// A connection URL or setting name that could not be parsed (from
-/// [`Manager::from_url`](super::Manager::from_url) or the `FromStr` of
+/// [`Manager::from_url`](super::SqliteManager::from_url) or the `FromStr` of
 /// [`JournalMode`](super::JournalMode) and
 /// [`Synchronous`](super::Synchronous)).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The [`Manager`] that opens, sets up and checks SQLite connections.
+//! The [`SqliteManager`] that opens, sets up and checks SQLite connections.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,14 +10,14 @@ use rusqlite::types::ToSql;
 use rusqlite::{ErrorCode, OpenFlags};
 
 use super::connection::Connection;
-use super::error::{ConfigError, Error, ErrorKind, HookError};
+use super::error::{AfterConnectError, ConfigError, ErrorKind, SqliteError};
 use super::options::{JournalMode, RecyclingMethod, Synchronous};
 use crate::ResourceInfo;
 
 /// The busy timeout a manager starts with.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-type HookFn = dyn Fn(&mut rusqlite::Connection) -> Result<(), HookError> + Send + Sync;
+type HookFn = dyn Fn(&mut rusqlite::Connection) -> Result<(), AfterConnectError> + Send + Sync;
 type PragmaValue = dyn ToSql + Send + Sync;
 
 #[derive(Clone)]
@@ -46,11 +46,11 @@ struct Config {
 /// A [`quickslot::Manager`](crate::Manager) of SQLite connections, on
 /// [`rusqlite`] with a bundled SQLite.
 ///
-/// Start from [`file`](Manager::file), [`memory`](Manager::memory) or
-/// [`from_url`](Manager::from_url), change settings, then
-/// [`pool_builder`](Manager::pool_builder). Also exported as
-/// [`SqliteManager`](super::SqliteManager), a name that does not clash with
-/// [`quickslot::Manager`](crate::Manager).
+/// Start from [`file`](SqliteManager::file), [`memory`](SqliteManager::memory) or
+/// [`from_url`](SqliteManager::from_url), change settings, then
+/// [`pool_builder`](SqliteManager::pool_builder). `quickslot::sqlite::Manager`
+/// is the same type ([`sqlite::Manager`](super::Manager)); this name does not
+/// clash with [`quickslot::Manager`](crate::Manager) when both are imported.
 ///
 /// | setting | default |
 /// |---|---|
@@ -69,18 +69,18 @@ struct Config {
 /// [`pragma`](Self::pragma)s, then the [`after_connect`](Self::after_connect)
 /// hooks, in the order they were added. Each of the four named settings is
 /// read back, and a value SQLite did not take fails the create with an
-/// [`Error`] of kind [`ErrorKind::Setting`] naming it.
+/// [`SqliteError`] of kind [`ErrorKind::Setting`] naming it.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use quickslot::sqlite::{JournalMode, Manager, Synchronous};
+/// use quickslot::sqlite::{JournalMode, SqliteManager, Synchronous};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("app.db");
-/// let pool = Manager::file(&path)
+/// let pool = SqliteManager::file(&path)
 ///     .journal_mode(JournalMode::Wal)
 ///     .synchronous(Synchronous::Normal)
 ///     .busy_timeout(Duration::from_secs(2))
@@ -94,7 +94,7 @@ struct Config {
 /// assert_eq!(mode, "wal");
 /// # Ok(()) }
 /// ```
-pub struct Manager {
+pub struct SqliteManager {
     config: Arc<Config>,
     recycling_method: RecyclingMethod,
     /// For an in-memory database: a connection that keeps it alive while
@@ -102,10 +102,10 @@ pub struct Manager {
     keeper: Option<Arc<Mutex<Option<rusqlite::Connection>>>>,
 }
 
-impl Manager {
+impl SqliteManager {
     fn with_target(target: Target, location: String) -> Self {
         let memory = matches!(target, Target::Memory(_));
-        Manager {
+        SqliteManager {
             config: Arc::new(Config {
                 target,
                 location: location.into(),
@@ -129,7 +129,7 @@ impl Manager {
     pub fn file(path: impl AsRef<Path>) -> Self {
         let path = path.as_ref().to_path_buf();
         let location = path.display().to_string();
-        Manager::with_target(Target::File(path), location)
+        SqliteManager::with_target(Target::File(path), location)
     }
 
     /// A manager for a new, empty in-memory database of its own: a named
@@ -160,7 +160,7 @@ impl Manager {
             "file:quickslot-memory-{}-{n}?mode=memory&cache=shared",
             std::process::id()
         );
-        Manager::with_target(Target::Memory(uri.clone()), uri)
+        SqliteManager::with_target(Target::Memory(uri.clone()), uri)
     }
 
     /// A manager for a URL, as found in configuration files:
@@ -290,7 +290,7 @@ impl Manager {
     /// with [`ErrorKind::AfterConnect`].
     ///
     /// ```
-    /// use quickslot::sqlite::{rusqlite, Manager};
+    /// use quickslot::sqlite::Manager;
     ///
     /// let manager = Manager::memory().after_connect(|conn| {
     ///     conn.execute_batch("CREATE TABLE IF NOT EXISTS events (kind TEXT)")?;
@@ -303,7 +303,7 @@ impl Manager {
     /// ```
     pub fn after_connect<F>(mut self, hook: F) -> Self
     where
-        F: Fn(&mut rusqlite::Connection) -> Result<(), HookError> + Send + Sync + 'static,
+        F: Fn(&mut rusqlite::Connection) -> Result<(), AfterConnectError> + Send + Sync + 'static,
     {
         self.config_mut().hooks.push(Arc::new(hook));
         self
@@ -357,7 +357,7 @@ impl Manager {
     fn connect(
         config: &Config,
         keeper: Option<&Mutex<Option<rusqlite::Connection>>>,
-    ) -> Result<Connection, Error> {
+    ) -> Result<Connection, SqliteError> {
         if let Some(keeper) = keeper {
             let mut keeper = keeper.lock().unwrap_or_else(PoisonError::into_inner);
             if keeper.is_none() {
@@ -393,7 +393,7 @@ impl Config {
         flags
     }
 
-    fn open(&self) -> Result<rusqlite::Connection, Error> {
+    fn open(&self) -> Result<rusqlite::Connection, SqliteError> {
         let opened = match &self.target {
             Target::File(path) => rusqlite::Connection::open_with_flags(path, self.flags()),
             Target::Memory(uri) => rusqlite::Connection::open_with_flags(uri, self.flags()),
@@ -404,7 +404,7 @@ impl Config {
     /// Names a failed open: SQLite says "unable to open database file" for
     /// a missing directory, a missing file and a refused permission alike,
     /// so the file system is asked which it was.
-    fn open_error(&self, e: rusqlite::Error) -> Error {
+    fn open_error(&self, e: rusqlite::Error) -> SqliteError {
         let kind = match (&self.target, e.sqlite_error_code()) {
             (Target::File(path), Some(ErrorCode::CannotOpen)) => classify_cannot_open(
                 path,
@@ -416,27 +416,27 @@ impl Config {
             (_, Some(ErrorCode::DatabaseBusy)) => ErrorKind::Busy,
             _ => ErrorKind::Open,
         };
-        Error::new(kind, &self.location)
+        SqliteError::new(kind, &self.location)
             .on_read_only(self.read_only)
             .busy_timeout(self.busy_timeout)
             .with_source(e)
     }
 
     /// Applies and checks every setting, then runs the hooks.
-    fn set_up(&self, conn: &mut rusqlite::Connection) -> Result<(), Error> {
+    fn set_up(&self, conn: &mut rusqlite::Connection) -> Result<(), SqliteError> {
         let loc = &*self.location;
         let read_only = self.read_only || conn.is_readonly("main").unwrap_or(false);
         // Errors met while applying `setting`.
         let failed = |setting: &str, requested: String, e: rusqlite::Error| {
             if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
-                Error::new(ErrorKind::Busy, loc)
+                SqliteError::new(ErrorKind::Busy, loc)
                     .in_setting(setting)
                     .busy_timeout(self.busy_timeout)
                     .with_source(e)
             } else if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) {
-                Error::new(ErrorKind::NotADatabase, loc).with_source(e)
+                SqliteError::new(ErrorKind::NotADatabase, loc).with_source(e)
             } else {
-                Error::refused(loc, setting, requested, None)
+                SqliteError::refused(loc, setting, requested, None)
                     .on_read_only(read_only)
                     .with_source(e)
             }
@@ -453,7 +453,7 @@ impl Config {
             .pragma_query_value(None, "busy_timeout", |row| row.get(0))
             .map_err(|e| failed("busy_timeout", requested.clone(), e))?;
         if actual != busy_ms {
-            return Err(Error::refused(
+            return Err(SqliteError::refused(
                 loc,
                 "busy_timeout",
                 requested,
@@ -473,7 +473,7 @@ impl Config {
                 Some(ErrorCode::PermissionDenied) => ErrorKind::PermissionDenied,
                 _ => ErrorKind::Open,
             };
-            Error::new(kind, loc)
+            SqliteError::new(kind, loc)
                 .doing("reading the schema")
                 .busy_timeout(self.busy_timeout)
                 .with_source(e)
@@ -490,7 +490,7 @@ impl Config {
                 .pragma_update_and_check(None, "journal_mode", requested, |row| row.get(0))
                 .map_err(|e| failed("journal_mode", requested.to_owned(), e))?;
             if !actual.eq_ignore_ascii_case(requested) {
-                return Err(Error::refused(
+                return Err(SqliteError::refused(
                     loc,
                     "journal_mode",
                     requested.to_owned(),
@@ -510,7 +510,7 @@ impl Config {
         if actual != self.synchronous.level() {
             let actual = Synchronous::from_level(actual)
                 .map_or_else(|| actual.to_string(), |s| s.as_str().to_owned());
-            return Err(Error::refused(
+            return Err(SqliteError::refused(
                 loc,
                 "synchronous",
                 requested.to_owned(),
@@ -527,7 +527,7 @@ impl Config {
             .map_err(|e| failed("foreign_keys", requested.to_owned(), e))?;
         if actual != self.foreign_keys {
             let actual = if actual { "on" } else { "off" };
-            return Err(Error::refused(
+            return Err(SqliteError::refused(
                 loc,
                 "foreign_keys",
                 requested.to_owned(),
@@ -550,7 +550,7 @@ impl Config {
             // Without the introspection pragmas (an SQLite built without
             // them), the name is not checked.
             if known == Ok(0) {
-                return Err(Error::refused(loc, name, shown, None));
+                return Err(SqliteError::refused(loc, name, shown, None));
             }
             conn.pragma_update(schema, pragma, &**value)
                 .map_err(|e| failed(name, shown, e))?;
@@ -558,7 +558,8 @@ impl Config {
 
         // 7. The hooks.
         for hook in &self.hooks {
-            hook(conn).map_err(|e| Error::new(ErrorKind::AfterConnect, loc).with_hook_source(e))?;
+            hook(conn)
+                .map_err(|e| SqliteError::new(ErrorKind::AfterConnect, loc).with_hook_source(e))?;
         }
         Ok(())
     }
@@ -635,7 +636,7 @@ fn show_value_ref(value: rusqlite::types::ValueRef<'_>) -> String {
     }
 }
 
-impl fmt::Debug for Manager {
+impl fmt::Debug for SqliteManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &*self.config;
         let pragmas: Vec<(&str, String)> = c
@@ -643,7 +644,7 @@ impl fmt::Debug for Manager {
             .iter()
             .map(|(name, value)| (name.as_str(), show_value(&**value)))
             .collect();
-        f.debug_struct("Manager")
+        f.debug_struct("SqliteManager")
             .field("location", &c.location)
             .field("journal_mode", &c.journal_mode)
             .field("synchronous", &c.synchronous)
@@ -658,48 +659,48 @@ impl fmt::Debug for Manager {
     }
 }
 
-impl crate::Manager for Manager {
+impl crate::Manager for SqliteManager {
     type Resource = Connection;
-    type Error = Error;
+    type Error = SqliteError;
 
     /// Opens and sets up a connection, on Tokio's blocking pool inside a
     /// runtime (in place otherwise). A panicking `after_connect` hook
     /// panics here too.
-    async fn create(&self) -> Result<Connection, Error> {
+    async fn create(&self) -> Result<Connection, SqliteError> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Manager::connect(&self.config, self.keeper.as_deref());
+            return SqliteManager::connect(&self.config, self.keeper.as_deref());
         };
         let config = self.config.clone();
         let keeper = self.keeper.clone();
         match runtime
-            .spawn_blocking(move || Manager::connect(&config, keeper.as_deref()))
+            .spawn_blocking(move || SqliteManager::connect(&config, keeper.as_deref()))
             .await
         {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(Error::new(ErrorKind::Aborted, &self.config.location)),
+            Err(_) => Err(SqliteError::new(ErrorKind::Aborted, &self.config.location)),
         }
     }
 
     /// Waits for a connection still out in a cancelled `interact`, rolls
     /// back a transaction left open, and with
     /// [`RecyclingMethod::Verified`] runs `SELECT 1`.
-    async fn recycle(&self, conn: &mut Connection, _: &ResourceInfo) -> Result<(), Error> {
+    async fn recycle(&self, conn: &mut Connection, _: &ResourceInfo) -> Result<(), SqliteError> {
         let loc = &*self.config.location;
         if conn.reclaim().await.is_err() {
-            return Err(Error::new(ErrorKind::Lost, loc));
+            return Err(SqliteError::new(ErrorKind::Lost, loc));
         }
         let Some(raw) = conn.get_mut() else {
-            return Err(Error::new(ErrorKind::Lost, loc));
+            return Err(SqliteError::new(ErrorKind::Lost, loc));
         };
         if !raw.is_autocommit() {
             raw.execute_batch("ROLLBACK")
-                .map_err(|e| Error::new(ErrorKind::Check, loc).with_source(e))?;
+                .map_err(|e| SqliteError::new(ErrorKind::Check, loc).with_source(e))?;
         }
         if self.recycling_method == RecyclingMethod::Verified {
             raw.prepare_cached("SELECT 1")
                 .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
-                .map_err(|e| Error::new(ErrorKind::Check, loc).with_source(e))?;
+                .map_err(|e| SqliteError::new(ErrorKind::Check, loc).with_source(e))?;
         }
         Ok(())
     }

@@ -2,16 +2,15 @@
 //! compiled in (`rusqlite`'s `bundled` feature): no system library, no
 //! server.
 //!
-//! * [`Manager`] opens connections to a file ([`Manager::file`]), to an
-//!   in-memory database shared by the pool ([`Manager::memory`]) or to a
-//!   `sqlite:` URL ([`Manager::from_url`]), and applies and checks the
-//!   settings people set on an SQLite pool: [`JournalMode`] (WAL by
-//!   default), [`Synchronous`], the busy timeout, foreign keys, read-only,
-//!   any other [`pragma`](Manager::pragma), and
-//!   [`after_connect`](Manager::after_connect) hooks. It is also exported as
-//!   [`SqliteManager`], which does not clash with
-//!   [`quickslot::Manager`](crate::Manager).
-//! * [`Manager::pool_builder`] returns a [`quickslot::Builder`](crate::Builder)
+//! * [`SqliteManager`] (also named [`Manager`]) opens connections to a file
+//!   ([`SqliteManager::file`]), to an in-memory database shared by the pool
+//!   ([`SqliteManager::memory`]) or to a `sqlite:` URL
+//!   ([`SqliteManager::from_url`]), and applies and checks the settings
+//!   people set on an SQLite pool: [`JournalMode`] (WAL by default),
+//!   [`Synchronous`], the busy timeout, foreign keys, read-only, any other
+//!   [`pragma`](SqliteManager::pragma), and
+//!   [`after_connect`](SqliteManager::after_connect) hooks.
+//! * [`SqliteManager::pool_builder`] returns a [`quickslot::Builder`](crate::Builder)
 //!   with typical SQLite pool defaults; [`Pool`] and [`PooledConnection`]
 //!   are the resulting types.
 //! * A checked-out connection derefs to [`Connection`], which derefs to
@@ -57,7 +56,7 @@
 //!
 //! # Errors users see
 //!
-//! Each is an [`Error`] whose [`kind`](Error::kind) says which, whose message
+//! Each is an [`SqliteError`] whose [`kind`](SqliteError::kind) says which, whose message
 //! names the database, and whose [`source`](std::error::Error::source) is
 //! the `rusqlite` error:
 //!
@@ -73,7 +72,7 @@
 //!   ([`ErrorKind::Busy`]): the same, after the busy timeout, not as an
 //!   acquire timeout (keep the busy timeout below the `acquire_timeout`);
 //! * SQL errors inside [`interact`](Connection::interact) come back as
-//!   [`rusqlite::Error`]s, unchanged; [`Error::query`] wraps one with the
+//!   [`rusqlite::Error`]s, unchanged; [`SqliteError::query`] wraps one with the
 //!   database's path (and names `SQLITE_BUSY` [`ErrorKind::Busy`]).
 //!
 //! # Blocking
@@ -95,28 +94,37 @@ mod options;
 mod url;
 
 pub use self::connection::{Connection, InteractError, PanicPayload};
-pub use self::error::{ConfigError, Error, ErrorKind, HookError};
-pub use self::manager::{Manager, DEFAULT_BUSY_TIMEOUT};
+pub use self::error::{AfterConnectError, ConfigError, ErrorKind, SqliteError};
+pub use self::manager::{SqliteManager, DEFAULT_BUSY_TIMEOUT};
 pub use self::options::{JournalMode, RecyclingMethod, Synchronous};
 
-/// [`Manager`] under a name that does not clash with
+/// The SQLite manager, as `quickslot::sqlite::Manager`: the same type as
+/// [`SqliteManager`], the name to import beside
 /// [`quickslot::Manager`](crate::Manager).
-pub use self::manager::Manager as SqliteManager;
+///
+/// ```
+/// use quickslot::sqlite;
+///
+/// let manager = sqlite::Manager::memory();
+/// let same: sqlite::SqliteManager = manager;
+/// ```
+pub type Manager = SqliteManager;
 
 pub use rusqlite;
 
 use std::fmt;
 use std::future::Future;
 
-/// A pool of SQLite connections (build one with [`Manager::pool_builder`]).
-pub type Pool = crate::Pool<Manager>;
+/// A pool of SQLite connections (build one with
+/// [`SqliteManager::pool_builder`]).
+pub type Pool = crate::Pool<SqliteManager>;
 
 /// A connection checked out of a [`Pool`]; derefs to [`Connection`] and from
 /// there to [`rusqlite::Connection`]. Returned to the pool on drop.
-pub type PooledConnection = crate::Pooled<Manager>;
+pub type PooledConnection = crate::Pooled<SqliteManager>;
 
 /// The error of [`Pool::acquire`](crate::Pool::acquire) for SQLite pools.
-pub type PoolError = crate::Error<Error>;
+pub type PoolError = crate::Error<SqliteError>;
 
 mod sealed {
     pub trait Sealed {}
@@ -171,7 +179,7 @@ impl PoolExt for Pool {
         conn.prepare_cached("SELECT 1")
             .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
             .map(drop)
-            .map_err(|e| HealthCheckError::Query(Error::query(conn, e)))
+            .map_err(|e| HealthCheckError::Query(SqliteError::query(conn, e)))
     }
 }
 
@@ -182,7 +190,7 @@ pub enum HealthCheckError {
     /// No connection could be checked out.
     Acquire(PoolError),
     /// `SELECT 1` failed.
-    Query(Error),
+    Query(SqliteError),
 }
 
 impl fmt::Display for HealthCheckError {

@@ -9,7 +9,7 @@ use super::error::ConfigError;
 /// SQLite's `journal_mode`: how a transaction is made atomic.
 ///
 /// The default is [`Wal`](JournalMode::Wal) for files opened read-write; a
-/// [`read_only`](super::Manager::read_only) connection and an in-memory
+/// [`read_only`](super::SqliteManager::read_only) connection and an in-memory
 /// database keep the mode they have unless one is set. The mode asked for
 /// is read back on every new connection: a file that keeps another mode
 /// (WAL on a read-only medium, any mode but `memory` or `off` on an

@@ -1,12 +1,12 @@
-//! `sqlite:` URLs, for [`Manager::from_url`].
+//! `sqlite:` URLs, for [`SqliteManager::from_url`].
 
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::manager::Manager;
+use super::manager::SqliteManager;
 use super::options::{JournalMode, Synchronous};
 
-pub(super) fn parse(url: &str) -> Result<Manager, ConfigError> {
+pub(super) fn parse(url: &str) -> Result<SqliteManager, ConfigError> {
     let rest = strip_scheme(url).ok_or_else(|| ConfigError::Scheme {
         url: url.to_owned(),
     })?;
@@ -47,11 +47,11 @@ pub(super) fn parse(url: &str) -> Result<Manager, ConfigError> {
 
     let memory = path == ":memory:" || mode.as_deref() == Some("memory");
     let mut manager = if memory {
-        Manager::memory()
+        SqliteManager::memory()
     } else if path.is_empty() {
         return Err(ConfigError::MissingPath);
     } else {
-        Manager::file(path)
+        SqliteManager::file(path)
     };
     match mode.as_deref() {
         Some("ro") => manager = manager.read_only(true),
