@@ -84,7 +84,7 @@ pub mod loom_core;
 pub mod postgres;
 
 pub use crate::builder::{Builder, MAX_SIZE_LIMIT};
-pub use crate::error::{BuildError, Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
+pub use crate::error::{BuildError, Cause, Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
 pub use crate::guard::Pooled;
 pub use crate::hooks::{Hook, HookFuture};
 pub use crate::idle::ReuseOrder;
