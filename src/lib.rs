@@ -43,9 +43,6 @@
 mod builder;
 mod core;
 mod error;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 mod guard;
 mod handoff;
 mod hooks;
