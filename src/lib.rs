@@ -41,9 +41,10 @@
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-// The public face, then the layer under it, then the concurrency core
-// (`raw`, `handoff`, `idle`, over the `sync` facade). Each module uses only
-// modules below it.
+// The layer above the core (the `pool` face over `acquire`, `upkeep`,
+// `create`, `recycle` and `shared`), leaf modules, then the concurrency core
+// (`raw`, `handoff`, `idle`, over the `sync` facade). The modules form a DAG:
+// see the `implementation` module.
 mod acquire;
 mod builder;
 mod config;
@@ -69,10 +70,6 @@ mod handoff;
 mod idle;
 mod raw;
 mod sync;
-
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 
 pub mod implementation;
 

@@ -19,22 +19,17 @@
 //! fail when `CI` is set. Scenario 1 also needs `QUICKSLOT_PG_CTL` (exported
 //! by `scripts/with-postgres`) to stop and start the server.
 
-#[path = "support/pgload.rs"]
-mod pgload;
-#[path = "support/proxy.rs"]
-mod proxy;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgload::{
+use quickslot::postgres::{Config, Manager};
+use quickslot::Pool;
+use quickslot_testkit::pgload::{
     backends, by_kind, check_at_rest, config_for, kill_backends, server_addr, ConnCounters,
     Counted, CountedPool, Failure, Load, LoadConfig, Monitor,
 };
-use proxy::Proxy;
-use quickslot::postgres::{Config, Manager};
-use quickslot::Pool;
+use quickslot_testkit::proxy::Proxy;
 
 const TASKS: usize = 256;
 const MAX_SIZE: usize = 16;
