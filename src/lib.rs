@@ -46,6 +46,7 @@
 // (`raw`, `handoff`, `idle`, over the `sync` facade). The modules form a DAG:
 // see the `implementation` module.
 mod acquire;
+mod blocking;
 mod builder;
 mod config;
 mod create;
@@ -81,7 +82,9 @@ pub mod loom_core;
 pub mod postgres;
 
 pub use crate::builder::{Builder, MAX_SIZE_LIMIT};
-pub use crate::error::{BuildError, Cause, Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
+pub use crate::error::{
+    BuildError, Cause, Error, HookError, HookKind, TimeoutPhase, TryAcquireError,
+};
 pub use crate::guard::Pooled;
 pub use crate::hooks::{Hook, HookFuture};
 pub use crate::idle::ReuseOrder;
