@@ -54,7 +54,7 @@ use pgload::{
     Load, LoadConfig, Monitor,
 };
 use proxy::Proxy;
-use quickslot::postgres::Manager;
+use quickslot::postgres::PgManager;
 use quickslot::Pool;
 
 const TASKS: usize = 256;
@@ -295,7 +295,7 @@ fn main() {
 
 async fn soak(url: String, minutes: u64, seed: u64) -> bool {
     let proxy = Arc::new(Proxy::start(server_addr(&url)).await.expect("proxy"));
-    let manager = Counted::new(Manager::from_config(config_for(&url, APP, proxy.port())));
+    let manager = Counted::new(PgManager::from_config(config_for(&url, APP, proxy.port())));
     let counters = manager.counters.clone();
     let deadline = Duration::from_secs(2);
     let pool = Pool::builder(manager)

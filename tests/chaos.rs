@@ -33,7 +33,7 @@ use pgload::{
     Counted, CountedPool, Failure, Load, LoadConfig, Monitor,
 };
 use proxy::Proxy;
-use quickslot::postgres::{Config, Manager};
+use quickslot::postgres::{Config, PgManager};
 use quickslot::Pool;
 
 const TASKS: usize = 256;
@@ -90,12 +90,12 @@ macro_rules! url_or_skip {
 }
 
 fn pool(config: Config, deadline: Duration) -> (CountedPool, Arc<ConnCounters>) {
-    let manager = Counted::new(Manager::from_config(config));
+    let manager = Counted::new(PgManager::from_config(config));
     let counters = manager.counters.clone();
     let pool = Pool::builder(manager)
         .max_size(MAX_SIZE)
         .acquire_timeout(deadline)
-        // As `Manager::pool_builder` sets them.
+        // As `PgManager::pool_builder` sets them.
         .track_idle_time(true)
         .recycle_timeout(quickslot::postgres::DEFAULT_RECYCLE_TIMEOUT.min(deadline))
         .build()

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quickslot::postgres::{
-    parse_config, Error as PgError, Manager, Pool, PooledClient, RecyclingMethod,
-};
+use quickslot::postgres::{parse_config, PgError, PgManager, Pool, PooledClient, RecyclingMethod};
 use quickslot::Error;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
@@ -46,11 +44,11 @@ macro_rules! url_or_skip {
     };
 }
 
-fn manager(url: &str) -> Manager {
-    Manager::from_url(url).expect("QUICKSLOT_PG_URL parses")
+fn manager(url: &str) -> PgManager {
+    PgManager::from_url(url).expect("QUICKSLOT_PG_URL parses")
 }
 
-fn pool_with(manager: Manager, max_size: usize) -> Pool {
+fn pool_with(manager: PgManager, max_size: usize) -> Pool {
     manager
         .pool_builder()
         .max_size(max_size)
@@ -738,7 +736,7 @@ async fn wrong_password_fails_promptly_with_the_servers_message() {
     let url = url_or_skip!();
     let mut config = parse_config(&url).expect("url");
     config.password("definitely-wrong");
-    let pool = pool_with(Manager::from_config(config), 2);
+    let pool = pool_with(PgManager::from_config(config), 2);
     let started = Instant::now();
     let err = match pool.acquire().await {
         Err(Error::Create(e)) => e,
@@ -773,7 +771,7 @@ async fn server_down_or_wrong_port_fails_promptly() {
         .port(dead_port())
         .user(config.get_user().unwrap_or("quickslot"))
         .password("secret");
-    let pool = pool_with(Manager::from_config(only_dead), 2);
+    let pool = pool_with(PgManager::from_config(only_dead), 2);
     let started = Instant::now();
     let err = match pool.acquire().await {
         Err(Error::Create(e)) => e,
@@ -1015,7 +1013,7 @@ async fn config_from_pg_environment_connects() {
         ("PGOPTIONS", "-c work_mem=5MB".to_owned()),
     ]);
     let config = quickslot::postgres::config_from_env_map(|k| env.get(k).cloned()).expect("env");
-    let pool = pool_with(Manager::from_config(config), 1);
+    let pool = pool_with(PgManager::from_config(config), 1);
     let client: PooledClient = pool.acquire().await.expect("acquire");
     let app: String = client
         .query_one("SHOW application_name", &[])

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quickslot::postgres::{parse_config, Client, Config, Error as PgError, Manager};
+use quickslot::postgres::{parse_config, Client, Config, PgError, PgManager};
 use quickslot::{Error, Pool, Pooled, ResourceInfo, Status, TimeoutPhase};
 use tokio_postgres::NoTls;
 
@@ -69,12 +69,12 @@ impl Drop for Conn {
 
 /// The PostgreSQL manager with create/drop accounting.
 pub struct Counted {
-    pub inner: Manager,
+    pub inner: PgManager,
     pub counters: Arc<ConnCounters>,
 }
 
 impl Counted {
-    pub fn new(inner: Manager) -> Self {
+    pub fn new(inner: PgManager) -> Self {
         Counted {
             inner,
             counters: Arc::default(),
