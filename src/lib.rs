@@ -110,3 +110,9 @@ pub use crate::idle::ReuseOrder;
 pub use crate::manager::{Manager, ResourceInfo};
 pub use crate::pool::{Drained, Pool};
 pub use crate::status::{Discarded, Status};
+
+/// The seeded bug this loom build carries (`""` for the real code), set by
+/// `build.rs` from `QUICKSLOT_SEED_BUG`; the loom models check it.
+#[cfg(loom)]
+#[doc(hidden)]
+pub const SEEDED_BUG: &str = env!("QUICKSLOT_BUILT_WITH_BUG");
