@@ -16,8 +16,9 @@
 //! Each scenario prints a one-line summary (`--nocapture` to see it).
 //!
 //! Without `QUICKSLOT_PG_URL` the tests print a note and pass locally, but
-//! fail when `CI` is set. Scenario 1 also needs `QUICKSLOT_PG_CTL` (exported
-//! by `scripts/with-postgres`) to stop and start the server.
+//! fail when `CI` is set; `QUICKSLOT_SKIP_PG=1` skips them everywhere.
+//! Scenario 1 also needs `QUICKSLOT_PG_CTL` (exported by
+//! `scripts/with-postgres`) to stop and start the server.
 
 #[path = "support/pgload.rs"]
 mod pgload;
@@ -60,8 +61,13 @@ fn in_ci() -> bool {
 ///
 /// # Panics
 ///
-/// When `CI` is set and `QUICKSLOT_PG_URL` is not.
+/// When `CI` is set and `QUICKSLOT_PG_URL` is not (unless
+/// `QUICKSLOT_SKIP_PG=1`).
 fn pg_url() -> Option<String> {
+    if std::env::var_os("QUICKSLOT_SKIP_PG").is_some_and(|v| v == "1") {
+        eprintln!("skipping: QUICKSLOT_SKIP_PG=1");
+        return None;
+    }
     match std::env::var("QUICKSLOT_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
