@@ -88,7 +88,7 @@ prereq_postgres() {
         fi
         prereq_find_pg
         if [[ -z "$PREREQ_PG_FOUND" ]]; then
-            prereq_die "apt-get installed postgresql but no PostgreSQL $PREREQ_PG_MIN+ server binaries were found in $PREREQ_PG_SEARCH_DEFAULT: set QUICKSLOT_PG_BINDIR to their directory, or $PREREQ_PG_ALTERNATIVES"
+            prereq_die "apt-get installed postgresql but no PostgreSQL $PREREQ_PG_MIN+ server binaries were found in ${QUICKSLOT_PG_SEARCH:-$PREREQ_PG_SEARCH_DEFAULT}: set QUICKSLOT_PG_BINDIR to their directory, or $PREREQ_PG_ALTERNATIVES"
         fi
     fi
     if prereq_is_root && ! id postgres >/dev/null 2>&1; then
