@@ -130,7 +130,7 @@ fn known_error<E: 'static>(error: &E) -> Option<&(dyn std::error::Error + 'stati
         return Some(e);
     }
     #[cfg(feature = "postgres")]
-    if let Some(e) = any.downcast_ref::<crate::postgres::Error>() {
+    if let Some(e) = any.downcast_ref::<crate::postgres::PgError>() {
         return Some(e);
     }
     None

@@ -367,9 +367,11 @@ impl<M: Manager> Pool<M> {
     }
 
     /// Publishes the gauges now (the upkeep task also does, each round).
-    /// A no-op for a pool built with `metrics(false)`.
+    /// A no-op for a pool built with `metrics(false)`. The names are listed
+    /// under [Metrics](crate#metrics).
+    ///
+    /// Available with the crate feature `metrics` only.
     #[cfg(feature = "metrics")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn publish_metrics(&self) {
         self.shared.publish_gauges();
     }

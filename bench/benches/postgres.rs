@@ -106,8 +106,8 @@ struct Quickslot(quickslot::postgres::Pool);
 
 impl PgPool for Quickslot {
     async fn build(config: Config, setting: Setting) -> Self {
-        use quickslot::postgres::{Manager, RecyclingMethod};
-        let manager = Manager::from_config(config);
+        use quickslot::postgres::{PgManager, RecyclingMethod};
+        let manager = PgManager::from_config(config);
         let manager = match setting {
             Setting::Equal => manager.recycling_method(RecyclingMethod::Fast),
             Setting::EqualVerified => manager

@@ -9,15 +9,7 @@
 //!
 //! Run with `scripts/loom` (all models, then the seeded-bug check). The
 //! seeded bugs (`cfg(quickslot_bug = "...")` in `src/`) and the models that
-//! must catch them (`scripts/loom-seeded`):
-//!
-//! | seeded bug         | what it puts back                         | caught by      |
-//! |--------------------|-------------------------------------------|----------------|
-//! | `no_recheck`       | waiter skips the re-check after queueing  | m1, m5, m8     |
-//! | `no_release_fence` | releaser skips its `SeqCst` fence         | m5, m8         |
-//! | `drop_grant`       | cancelled granted waiter drops its grant  | m3, m4         |
-//! | `barging`          | fast path ignores queued waiters          | m7             |
-//! | `relaxed_handoff`  | grant CAS publishes the cell `Relaxed`    | m1, m2, m3, m4 |
+//! must catch each are listed once, in `loom_tests::SEEDED_BUGS`.
 #![cfg(loom)]
 
 use std::task::Poll;

@@ -1692,7 +1692,7 @@ fn check_built(pool: &Pool<UnitManager>, s: &Settings) {
         _ => Some(s.max_size),
     };
     assert!(
-        st.waiting == 0 && st.size == st.idle && expected.map_or(true, |n| st.size == n),
+        st.waiting == 0 && st.size == st.idle && expected.is_none_or(|n| st.size == n),
         "after returning every resource (max_lifetime {:?}): {st:?}",
         s.max_lifetime
     );
@@ -1738,7 +1738,7 @@ const PG_WORDS: &[&str] = &[
 /// Feeds arbitrary connection strings and `PG*` variables to the
 /// PostgreSQL adapter's configuration parsing. The first byte picks the
 /// entry point: [`parse_config`](quickslot::postgres::parse_config) (and
-/// [`Manager::from_url`](quickslot::postgres::Manager::from_url), which must
+/// [`PgManager::from_url`](quickslot::postgres::PgManager::from_url), which must
 /// agree with it) on the rest as text, or
 /// [`config_from_env_map`](quickslot::postgres::config_from_env_map) on
 /// variables read from the rest. Panics on a panic, on an error that does
@@ -1754,7 +1754,7 @@ pub fn run_pg_config(data: &[u8]) {
     if mode % 2 == 0 {
         let text = String::from_utf8_lossy(rest);
         let parsed = postgres::parse_config(&text);
-        let manager = postgres::Manager::from_url(&text);
+        let manager = postgres::PgManager::from_url(&text);
         assert_eq!(
             parsed.is_ok(),
             manager.is_ok(),

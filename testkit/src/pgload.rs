@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quickslot::postgres::tokio_postgres::{self, NoTls};
-use quickslot::postgres::{parse_config, Client, Config, Error as PgError, Manager};
+use quickslot::postgres::{parse_config, Client, Config, PgError, PgManager};
 use quickslot::{Error, Pool, Pooled, ResourceInfo, Status, TimeoutPhase};
 
 /// Creates and drops of [`Counted`] connections.
@@ -77,14 +77,14 @@ impl Drop for Conn {
 /// The PostgreSQL manager with create/drop accounting.
 pub struct Counted {
     /// The adapter's manager, which does the real work.
-    pub inner: Manager,
+    pub inner: PgManager,
     /// Creates and drops of this manager's connections.
     pub counters: Arc<ConnCounters>,
 }
 
 impl Counted {
     /// Wraps `inner` with fresh counters.
-    pub fn new(inner: Manager) -> Self {
+    pub fn new(inner: PgManager) -> Self {
         Counted {
             inner,
             counters: Arc::default(),
