@@ -112,6 +112,7 @@ mod raw;
 mod sync;
 
 pub mod implementation;
+pub mod unmanaged;
 
 #[cfg(loom)]
 #[doc(hidden)]
