@@ -176,7 +176,11 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn new(manager: M, config: Config, hooks: Hooks<M::Resource>) -> Self {
         let core = Core::new(config.max_size, config.capacity(), config.reuse_order);
         Self {
-            core: if config.adopting { core.adopting() } else { core },
+            core: if config.adopting {
+                core.adopting()
+            } else {
+                core
+            },
             manager,
             leaks: config
                 .leak_threshold

@@ -713,7 +713,7 @@ async fn failing_after_connect_hook_is_a_typed_create_error() {
                 .downcast_ref::<tokio_postgres::Error>()
                 .expect("SQL hooks fail with a tokio_postgres::Error");
             assert_eq!(pg.code(), Some(&SqlState::UNDEFINED_FUNCTION));
-            let shown = PgError::AfterConnect(e).to_string();
+            let shown = chain_text(&PgError::AfterConnect(e));
             assert!(shown.contains("qs_no_such_function"), "{shown}");
         }
         Err(e) => panic!("expected an after_connect error, got {e:?}"),
@@ -730,7 +730,8 @@ async fn failing_after_connect_hook_is_a_typed_create_error() {
     );
     match pool.acquire().await {
         Err(Error::Create(err @ PgError::AfterConnect(_))) => {
-            assert!(err.to_string().contains("refused by hook"), "{err}");
+            let shown = chain_text(&err);
+            assert_eq!(shown, "the after_connect hook failed: refused by hook");
         }
         Err(e) => panic!("expected an after_connect error, got {e:?}"),
         Ok(_) => panic!("expected an after_connect error, got a connection"),
@@ -758,7 +759,7 @@ async fn wrong_password_fails_promptly_with_the_servers_message() {
         panic!("expected Error::Connect, got {err:?}");
     };
     assert_eq!(pg.code(), Some(&SqlState::INVALID_PASSWORD));
-    let shown = err.to_string();
+    let shown = chain_text(&err);
     assert!(
         shown.contains("password authentication failed"),
         "message should carry the server's text: {shown}"
@@ -771,10 +772,11 @@ async fn wrong_password_fails_promptly_with_the_servers_message() {
 async fn server_down_or_wrong_port_fails_promptly() {
     let url = url_or_skip!();
     let config = parse_config(&url).expect("url");
+    let port = dead_port();
     let mut only_dead = tokio_postgres::Config::new();
     only_dead
         .host("127.0.0.1")
-        .port(dead_port())
+        .port(port)
         .user(config.get_user().unwrap_or("quickslot"))
         .password("secret");
     let pool = pool_with(PgManager::from_config(only_dead), 2);
@@ -790,9 +792,15 @@ async fn server_down_or_wrong_port_fails_promptly() {
         started.elapsed()
     );
     assert!(matches!(err, PgError::Connect(_)), "{err:?}");
-    let shown = err.to_string();
-    assert!(shown.contains("could not connect"), "{shown}");
+    let shown = chain_text(&err);
+    let target = format!("could not connect to PostgreSQL at 127.0.0.1:{port}");
+    assert!(shown.starts_with(&target), "names where it tried: {shown}");
     assert!(shown.to_lowercase().contains("refused"), "{shown}");
+    // The pool's error adds its own message and shows the cause once.
+    let pool_err = Error::Create(err);
+    let shown = chain_text(&pool_err);
+    assert!(shown.starts_with("creating a pooled resource failed: could not connect"));
+    assert_eq!(shown.matches("refused").count(), 1, "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1048,4 +1056,16 @@ async fn closed_pool_connections_are_dropped_and_pool_close_works() {
     assert!(matches!(pool.acquire().await, Err(Error::Closed)));
     let admin = admin(&url).await;
     wait_until_gone(&admin, &[pid]).await;
+}
+
+/// Every message of an error chain, joined as anyhow's `{:#}` shows them.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
 }

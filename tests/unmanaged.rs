@@ -55,7 +55,11 @@ async fn add_remove_acquire_try_acquire_status() {
     assert_eq!(back.id, 2);
     drop(back);
     let s = pool.status();
-    assert_eq!((s.max_size, s.size, s.idle, s.in_use), (2, 2, 2, 0), "{s:?}");
+    assert_eq!(
+        (s.max_size, s.size, s.idle, s.in_use),
+        (2, 2, 2, 0),
+        "{s:?}"
+    );
 
     let a = pool.acquire().await.unwrap();
     let b = pool.try_acquire().unwrap();
@@ -147,9 +151,7 @@ async fn cancel_storm_loses_nothing() {
                     if j % 5 == 0 {
                         // A future dropped after one poll, maybe in line.
                         let mut fut = Box::pin(pool.acquire());
-                        let _ = fut
-                            .as_mut()
-                            .poll(&mut Context::from_waker(Waker::noop()));
+                        let _ = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
                     }
                 }
             })
@@ -161,9 +163,17 @@ async fn cancel_storm_loses_nothing() {
     assert!(served.load(Ordering::SeqCst) > 0);
     let s = pool.status();
     assert_eq!((s.size, s.idle, s.waiting), (4, 4, 0), "{s:?}");
-    assert_eq!(drops.load(Ordering::SeqCst), 0, "nothing dropped while in use");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "nothing dropped while in use"
+    );
     drop(pool);
-    assert_eq!(drops.load(Ordering::SeqCst), 4, "each dropped once with the pool");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        4,
+        "each dropped once with the pool"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +185,11 @@ async fn close_fails_waiters_and_refuses_adds() {
     let held = pool.acquire().await.unwrap();
     let waiter = {
         let pool = pool.clone();
-        tokio::spawn(async move { pool.acquire_timeout(Duration::from_secs(5)).await.map(|_| ()) })
+        tokio::spawn(async move {
+            pool.acquire_timeout(Duration::from_secs(5))
+                .await
+                .map(|_| ())
+        })
     };
     while pool.status().waiting == 0 {
         tokio::task::yield_now().await;
@@ -224,7 +238,6 @@ fn pool_and_guard_are_send_and_sync() {
     fn send<T: Send>() {}
     send::<Pooled<Vec<u8>>>();
 }
-
 
 #[test]
 fn poll_is_pending_while_nothing_was_added() {

@@ -92,9 +92,10 @@ pub enum RecyclingMethod {
 #[non_exhaustive]
 pub enum PgError {
     /// Could not connect or authenticate: unreachable host, refused port,
-    /// wrong password (the server's message is in the source chain and in
-    /// this error's `Display`), unknown database, TLS failure...
-    Connect(tokio_postgres::Error),
+    /// wrong password, unknown database, TLS failure... `Display` names the
+    /// hosts and ports tried; the server's message (or the I/O error) is in
+    /// the `source()` chain. Derefs to the [`tokio_postgres::Error`].
+    Connect(ConnectError),
     /// An `after_connect` hook failed on a new connection (the connection is
     /// closed). For an SQL hook the boxed error is a [`tokio_postgres::Error`].
     AfterConnect(AfterConnectError),
@@ -105,32 +106,75 @@ pub enum PgError {
     Recycle(tokio_postgres::Error),
 }
 
-fn fmt_chain(f: &mut fmt::Formatter<'_>, e: &(dyn std::error::Error + 'static)) -> fmt::Result {
-    write!(f, "{e}")?;
-    let mut source = e.source();
-    while let Some(s) = source {
-        write!(f, ": {s}")?;
-        source = s.source();
+/// A failed connect: the [`tokio_postgres::Error`] and where it tried.
+#[derive(Debug)]
+pub struct ConnectError {
+    target: String,
+    error: tokio_postgres::Error,
+}
+
+impl ConnectError {
+    fn new(config: &Config, error: tokio_postgres::Error) -> Self {
+        Self {
+            target: describe_targets(config),
+            error,
+        }
     }
-    Ok(())
+
+    /// The hosts and ports tried, as shown in the message
+    /// (`127.0.0.1:5432`, `db1:5432, db2:5432`, `/run/postgresql:5432`).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The driver's error.
+    pub fn into_inner(self) -> tokio_postgres::Error {
+        self.error
+    }
+}
+
+impl std::ops::Deref for ConnectError {
+    type Target = tokio_postgres::Error;
+
+    fn deref(&self) -> &tokio_postgres::Error {
+        &self.error
+    }
+}
+
+/// `host:port` for each configured host, in the order they are tried.
+fn describe_targets(config: &Config) -> String {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    let port_at = |i: usize| match ports {
+        [] => 5432,
+        [only] => *only,
+        many => many.get(i).copied().unwrap_or(5432),
+    };
+    let hosts = config.get_hosts();
+    if hosts.is_empty() {
+        return format!("localhost:{}", port_at(0));
+    }
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            Host::Tcp(name) => format!("{name}:{}", port_at(i)),
+            #[cfg(unix)]
+            Host::Unix(path) => format!("{}:{}", path.display(), port_at(i)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for PgError {
+    // What happened only: the cause is the `source()`, so a report that
+    // walks the chain shows each message once.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PgError::Connect(e) => {
-                f.write_str("could not connect to PostgreSQL: ")?;
-                fmt_chain(f, e)
-            }
-            PgError::AfterConnect(e) => {
-                f.write_str("after_connect hook failed: ")?;
-                fmt_chain(f, &**e)
-            }
+            PgError::Connect(e) => write!(f, "could not connect to PostgreSQL at {}", e.target),
+            PgError::AfterConnect(_) => f.write_str("the after_connect hook failed"),
             PgError::Closed => f.write_str("the PostgreSQL connection is closed"),
-            PgError::Recycle(e) => {
-                f.write_str("recycling the PostgreSQL connection failed: ")?;
-                fmt_chain(f, e)
-            }
+            PgError::Recycle(_) => f.write_str("recycling the PostgreSQL connection failed"),
         }
     }
 }
@@ -138,7 +182,8 @@ impl fmt::Display for PgError {
 impl std::error::Error for PgError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            PgError::Connect(e) | PgError::Recycle(e) => Some(e),
+            PgError::Connect(e) => Some(&e.error),
+            PgError::Recycle(e) => Some(e),
             PgError::AfterConnect(e) => Some(&**e),
             PgError::Closed => None,
         }
@@ -443,7 +488,7 @@ where
             .config
             .connect(self.tls.clone())
             .await
-            .map_err(PgError::Connect)?;
+            .map_err(|e| PgError::Connect(ConnectError::new(&self.config, e)))?;
         // The task ends when the client is dropped or the server goes away;
         // the client then reports `is_closed()`.
         tokio::spawn(async move {

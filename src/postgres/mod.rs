@@ -96,7 +96,7 @@ mod statement_cache;
 pub use self::client::{Client, Transaction, TransactionBuilder};
 pub use self::config::{config_from_env, config_from_env_map, parse_config, ConfigError, ENV_VARS};
 pub use self::manager::{
-    AfterConnectError, AfterConnectFuture, PgError, PgManager, RecyclingMethod,
+    AfterConnectError, AfterConnectFuture, ConnectError, PgError, PgManager, RecyclingMethod,
     DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_CAPACITY, DEFAULT_VERIFY_WINDOW,
 };
 pub use self::statement_cache::StatementCacheStats;
