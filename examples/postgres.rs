@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quickslot::postgres::{Manager, RecyclingMethod};
+use quickslot::postgres::{PgManager, RecyclingMethod};
 
 struct Options {
     tasks: usize,
@@ -68,8 +68,8 @@ async fn main() {
 async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let options = parse_args()?;
     let manager = match std::env::var("QUICKSLOT_PG_URL") {
-        Ok(url) => Manager::from_url(&url)?,
-        Err(_) => Manager::from_env()?,
+        Ok(url) => PgManager::from_url(&url)?,
+        Err(_) => PgManager::from_env()?,
     }
     .recycling_method(options.method)
     .after_connect_sql("SET application_name = 'quickslot-example'");

@@ -38,24 +38,19 @@
 //! minute 1 to rest (where a leak would show). Exit status 1 if a check
 //! failed.
 
-#[path = "../tests/support/pgload.rs"]
-mod pgload;
-#[path = "../tests/support/proxy.rs"]
-mod proxy;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgload::{
+use quickslot::postgres::PgManager;
+use quickslot::Pool;
+use quickslot_testkit::pgload::{
     backends, by_kind, check_at_rest, config_for, kill_backends, rss_kb, server_addr, Counted,
     Load, LoadConfig, Monitor,
 };
-use proxy::Proxy;
-use quickslot::postgres::Manager;
-use quickslot::Pool;
+use quickslot_testkit::proxy::Proxy;
 
 const TASKS: usize = 256;
 const MAX_SIZE: usize = 16;
@@ -295,7 +290,7 @@ fn main() {
 
 async fn soak(url: String, minutes: u64, seed: u64) -> bool {
     let proxy = Arc::new(Proxy::start(server_addr(&url)).await.expect("proxy"));
-    let manager = Counted::new(Manager::from_config(config_for(&url, APP, proxy.port())));
+    let manager = Counted::new(PgManager::from_config(config_for(&url, APP, proxy.port())));
     let counters = manager.counters.clone();
     let deadline = Duration::from_secs(2);
     let pool = Pool::builder(manager)

@@ -63,6 +63,13 @@ impl<M: Manager> Builder<M> {
         }
     }
 
+    /// For [`unmanaged`](crate::unmanaged) pools: resources are only added
+    /// from outside, never created.
+    pub(crate) fn adopting(mut self) -> Self {
+        self.config.adopting = true;
+        self
+    }
+
     /// The most resources the pool holds at once, idle and in use, counting
     /// creates in flight. Default: 10. Must be between 1 and
     /// [`MAX_SIZE_LIMIT`].

@@ -30,6 +30,9 @@ pub(crate) struct Config {
     pub(crate) name: std::sync::Arc<str>,
     /// Record metrics (with the `metrics` feature).
     pub(crate) metrics: bool,
+    /// A pool of adopted objects ([`unmanaged`](crate::unmanaged)): it
+    /// never creates.
+    pub(crate) adopting: bool,
     // ----- derived by `derive`, the only place that computes them -----
     /// Some background work is configured (see `upkeep`).
     pub(crate) needs_upkeep: bool,
@@ -115,6 +118,7 @@ impl Default for Config {
             upkeep_interval: None,
             name: "quickslot".into(),
             metrics: true,
+            adopting: false,
             needs_upkeep: false,
             stamp_checkout: false,
             release_extras: false,

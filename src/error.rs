@@ -62,29 +62,97 @@ impl<E> Error<E> {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for Error<E> {
+impl<E> fmt::Display for Error<E> {
+    // What happened only: the manager's or the hook's error is the
+    // `source()`, so a report that walks the chain shows each message once.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Create(e) => write!(f, "creating a pooled resource failed: {e}"),
-            Self::Timeout {
-                phase,
-                last_error: Some(e),
-            } => write!(f, "timed out while {phase} (last error: {e})"),
-            Self::Timeout {
-                phase,
-                last_error: None,
-            } => write!(f, "timed out while {phase}"),
+            Self::Create(_) => f.write_str("creating a pooled resource failed"),
+            Self::Timeout { phase, .. } => write!(f, "timed out while {phase}"),
             Self::Closed => f.write_str("the pool is closed"),
-            Self::Hook { hook, error } => write!(f, "the {hook} hook failed: {error}"),
+            Self::Hook { hook, .. } => write!(f, "the {hook} hook failed"),
         }
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+/// Any manager error as a `std::error::Error`, for [`Error`]'s `source()`.
+///
+/// A manager's error type only has to be `Debug + Display`; this wrapper
+/// shows it in an error chain. The chain goes on below it for the common
+/// error types that carry one (`std::io::Error`,
+/// `Box<dyn std::error::Error + Send + Sync>`, and the adapters' errors);
+/// their `source()` is the wrapped error's own. To reach the manager's error
+/// as its own type, match on [`Error::Create`] or use
+/// [`Error::manager_error`] (or [`Cause::get`] on the chain link).
+#[derive(ref_cast::RefCast)]
+#[repr(transparent)]
+pub struct Cause<E>(E);
+
+impl<E> Cause<E> {
+    /// The manager's error.
+    pub fn get(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Cause<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Cause<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for Cause<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        known_error(&self.0).and_then(|e| e.source())
+    }
+}
+
+/// `error` as a `std::error::Error`, when its type is one of the common
+/// ones that are (a generic `E` cannot be asked whether it is one).
+fn known_error<E: 'static>(error: &E) -> Option<&(dyn std::error::Error + 'static)> {
+    let any: &dyn std::any::Any = error;
+    if let Some(e) = any.downcast_ref::<std::io::Error>() {
+        return Some(e);
+    }
+    if let Some(e) = any.downcast_ref::<Box<dyn std::error::Error + Send + Sync>>() {
+        return Some(&**e);
+    }
+    if let Some(e) = any.downcast_ref::<Box<dyn std::error::Error>>() {
+        return Some(&**e);
+    }
+    if let Some(e) = any.downcast_ref::<HookError>() {
+        return Some(e);
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(e) = any.downcast_ref::<crate::postgres::PgError>() {
+        return Some(e);
+    }
+    None
+}
+
+/// The manager's error as a chain link: itself if it is a common error
+/// type (so it can be downcast), else wrapped in [`Cause`].
+fn as_source<E: fmt::Debug + fmt::Display + 'static>(
+    error: &E,
+) -> &(dyn std::error::Error + 'static) {
+    use ref_cast::RefCast;
+    match known_error(error) {
+        Some(e) => e,
+        None => Cause::ref_cast(error),
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Hook { error, .. } => Some(error),
-            _ => self.manager_error().map(|e| e as _),
+            _ => self.manager_error().map(as_source),
         }
     }
 }

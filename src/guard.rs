@@ -65,6 +65,14 @@ impl<M: Manager> Pooled<M> {
         held.discard(Reason::Broken);
     }
 
+    /// Drops the resource, whose state is unknown (a scoped use that
+    /// panicked or was cancelled), and frees its slot.
+    pub(crate) fn abandon(mut this: Self) {
+        let mut held = this.held.take();
+        held.unstamp();
+        drop(held);
+    }
+
     /// Records where the checkout happened, for leak reports.
     pub(crate) fn set_caller(this: &mut Self, caller: &'static std::panic::Location<'static>) {
         this.held.shared().set_caller(this.held.record(), caller);

@@ -37,14 +37,55 @@
 //! assert_eq!(conn.as_str(), "a connection");
 //! # }
 //! ```
+//!
+//! # Cargo features
+//!
+//! None is on by default.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `postgres` | the [`tokio-postgres`](https://docs.rs/tokio-postgres) adapter, module `postgres` (connection manager, statement cache, tracked transactions, `PG*` environment parsing) |
+//! | `metrics` | gauges and histograms through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) and `Pool::publish_metrics` |
+//! | `fuzzing` | the deterministic fuzz and replay harness used by `fuzz/` and the tests; hidden from these docs and not part of the stable API |
+//!
+//! Items that need a feature say so in their documentation.
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature, every pool built with
+//! [`Builder::metrics`]`(true)` (the default) records these through the
+//! `metrics` facade, each with one label, `pool`, set to the pool's
+//! [`Builder::name`] (default `"quickslot"`):
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `quickslot_size` | gauge | live resources plus creates in flight |
+//! | `quickslot_idle` | gauge | idle resources |
+//! | `quickslot_in_use` | gauge | checked-out resources |
+//! | `quickslot_waiting` | gauge | acquires waiting in line |
+//! | `quickslot_acquire_wait_seconds` | histogram | time an acquire waited in line |
+//! | `quickslot_create_seconds` | histogram | time a create took (failed ones too) |
+//! | `quickslot_hold_seconds` | histogram | time a resource was checked out |
+//!
+//! Gauges are published by the pool's background upkeep task each round (at
+//! most every second while the feature is on) and whenever you call
+//! `Pool::publish_metrics`; histograms are recorded as things happen. The
+//! metric handles are registered when the pool is built, so install the
+//! recorder before building the pool.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+// Items behind a cargo feature say so in their documentation, not with
+// `doc(cfg)`: that attribute needs nightly's `feature(doc_cfg)`, and these
+// docs must build on stable with `--cfg docsrs` as docs.rs passes it
+// (scripts/test checks that).
 
-// The public face, then the layer under it, then the concurrency core
-// (`raw`, `handoff`, `idle`, over the `sync` facade). Each module uses only
-// modules below it.
+// The layer above the core (the `pool` face over `acquire`, `upkeep`,
+// `create`, `recycle` and `shared`), leaf modules, then the concurrency core
+// (`raw`, `handoff`, `idle`, over the `sync` facade). The modules form a DAG:
+// see the `implementation` module.
 mod acquire;
+mod blocking;
 mod builder;
 mod config;
 mod create;
@@ -70,11 +111,8 @@ mod idle;
 mod raw;
 mod sync;
 
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
-
 pub mod implementation;
+pub mod unmanaged;
 
 #[cfg(loom)]
 #[doc(hidden)]
@@ -87,10 +125,18 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use crate::builder::{Builder, MAX_SIZE_LIMIT};
-pub use crate::error::{BuildError, Error, HookError, HookKind, TimeoutPhase, TryAcquireError};
+pub use crate::error::{
+    BuildError, Cause, Error, HookError, HookKind, TimeoutPhase, TryAcquireError,
+};
 pub use crate::guard::Pooled;
 pub use crate::hooks::{Hook, HookFuture};
 pub use crate::idle::ReuseOrder;
 pub use crate::manager::{Manager, ResourceInfo};
 pub use crate::pool::{Drained, Pool};
 pub use crate::status::{Discarded, Status};
+
+/// The seeded bug this loom build carries (`""` for the real code), set by
+/// `build.rs` from `QUICKSLOT_SEED_BUG`; the loom models check it.
+#[cfg(loom)]
+#[doc(hidden)]
+pub const SEEDED_BUG: &str = env!("QUICKSLOT_BUILT_WITH_BUG");

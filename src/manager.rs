@@ -1,5 +1,6 @@
 //! The [`Manager`] trait: how a pool creates and checks its resources.
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -40,8 +41,12 @@ pub trait Manager: Send + Sync + 'static {
     /// The pooled resource, such as a database connection.
     type Resource: Send + 'static;
     /// The error of [`create`](Manager::create) and
-    /// [`recycle`](Manager::recycle).
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// [`recycle`](Manager::recycle): any printable type, such as a
+    /// `std::error::Error`, `anyhow::Error`, `String` or
+    /// `Box<dyn std::error::Error + Send + Sync>`. The pool's
+    /// [`Error`](crate::Error) implements `std::error::Error` whatever it is,
+    /// with this error as its [`source`](std::error::Error::source).
+    type Error: fmt::Debug + fmt::Display + Send + Sync + 'static;
 
     /// Creates a new resource.
     ///

@@ -1,20 +1,6 @@
-//! The `metrics` feature: gauges and histograms through the `metrics`
-//! facade, labelled `pool = <Builder::name>`.
-//!
-//! | name | kind | what |
-//! |---|---|---|
-//! | `quickslot_size` | gauge | live resources plus creates in flight |
-//! | `quickslot_idle` | gauge | idle resources |
-//! | `quickslot_in_use` | gauge | checked-out resources |
-//! | `quickslot_waiting` | gauge | acquires waiting in line |
-//! | `quickslot_acquire_wait_seconds` | histogram | time an acquire waited in line |
-//! | `quickslot_create_seconds` | histogram | time a create took (failed ones too) |
-//! | `quickslot_hold_seconds` | histogram | time a resource was checked out |
-//!
-//! Gauges are published by the upkeep task each round (at most every
-//! second while the feature is on) and by [`Pool::publish_metrics`]
-//! (crate::Pool::publish_metrics); histograms as things happen. Handles are
-//! registered when the pool is built: install the recorder first.
+//! The `metrics` feature. The names, kinds and labels recorded here are
+//! documented for users in the crate root (`src/lib.rs`, section
+//! "Metrics"): keep that table in step with [`Metrics::new`].
 
 use metrics::{Gauge, Histogram};
 

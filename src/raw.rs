@@ -111,6 +111,10 @@ pub(crate) struct Core<T> {
     dropped_resized: AtomicUsize,
     /// Notified when a closed pool's size reaches zero (for `drain`).
     emptied: Event,
+    /// Whether a free slot is worth something to a waiter (it may create).
+    /// False for a pool of adopted objects: only items are handed to
+    /// waiters, and a freed slot just lowers the size.
+    creates: bool,
     /// Unit tests: run once while a compaction holds a live record.
     #[cfg(test)]
     hold_hook: std::sync::Mutex<Option<HoldHook<T>>>,
@@ -146,9 +150,18 @@ impl<T> Core<T> {
             dropped_closed: AtomicUsize::new(0),
             dropped_resized: AtomicUsize::new(0),
             emptied: Event::new(),
+            creates: true,
             #[cfg(test)]
             hold_hook: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A core whose resources are only ever added from outside
+    /// ([`try_grow`](Self::try_grow), then a release of the item): no
+    /// waiter is ever handed a slot to create with.
+    pub(crate) fn adopting(mut self) -> Self {
+        self.creates = false;
+        self
     }
 
     // ----- counts -----
@@ -272,6 +285,13 @@ impl<T> Core<T> {
         if let Some(item) = self.pop_idle() {
             return Ok(Grant::Item(item));
         }
+        if !self.creates {
+            return Err(if self.is_closed() {
+                Unavailable::Closed
+            } else {
+                Unavailable::Full
+            });
+        }
         self.try_grow().map(|()| Grant::Slot)
     }
 
@@ -317,7 +337,7 @@ impl<T> Core<T> {
         {
             if let Some(item) = self.idle.pop() {
                 self.release(Grant::Item(item));
-            } else if self.try_grow().is_ok() {
+            } else if self.creates && self.try_grow().is_ok() {
                 self.release(Grant::Slot);
             }
         }
@@ -473,6 +493,10 @@ impl<T> Core<T> {
         } else {
             grant
         };
+        if !self.creates && matches!(grant, Grant::Slot) {
+            // Nothing a waiter of adopted objects could use.
+            return Slow::Back(grant);
+        }
         match self.hand_to_waiter(grant) {
             Ok(()) => Slow::Handed,
             Err(back) => Slow::Back(back),
@@ -553,7 +577,7 @@ impl<T> Core<T> {
         }
         if let Some(item) = self.idle.pop() {
             Some(Grant::Item(item))
-        } else if self.try_grow().is_ok() {
+        } else if self.creates && self.try_grow().is_ok() {
             Some(Grant::Slot)
         } else {
             // Someone else took it; the waiters are theirs to serve.

@@ -174,8 +174,13 @@ pub(crate) struct Shared<M: Manager> {
 
 impl<M: Manager> Shared<M> {
     pub(crate) fn new(manager: M, config: Config, hooks: Hooks<M::Resource>) -> Self {
+        let core = Core::new(config.max_size, config.capacity(), config.reuse_order);
         Self {
-            core: Core::new(config.max_size, config.capacity(), config.reuse_order),
+            core: if config.adopting {
+                core.adopting()
+            } else {
+                core
+            },
             manager,
             leaks: config
                 .leak_threshold

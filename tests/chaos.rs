@@ -16,25 +16,21 @@
 //! Each scenario prints a one-line summary (`--nocapture` to see it).
 //!
 //! Without `QUICKSLOT_PG_URL` the tests print a note and pass locally, but
-//! fail when `CI` is set. Scenario 1 also needs `QUICKSLOT_PG_CTL` (exported
-//! by `scripts/with-postgres`) to stop and start the server.
-
-#[path = "support/pgload.rs"]
-mod pgload;
-#[path = "support/proxy.rs"]
-mod proxy;
+//! fail when `CI` is set; `QUICKSLOT_SKIP_PG=1` skips them everywhere.
+//! Scenario 1 also needs `QUICKSLOT_PG_CTL` (exported by
+//! `scripts/with-postgres`) to stop and start the server.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgload::{
+use quickslot::postgres::{Config, PgManager};
+use quickslot::Pool;
+use quickslot_testkit::pgload::{
     backends, by_kind, check_at_rest, config_for, kill_backends, server_addr, ConnCounters,
     Counted, CountedPool, Failure, Load, LoadConfig, Monitor,
 };
-use proxy::Proxy;
-use quickslot::postgres::{Config, Manager};
-use quickslot::Pool;
+use quickslot_testkit::proxy::Proxy;
 
 const TASKS: usize = 256;
 const MAX_SIZE: usize = 16;
@@ -60,8 +56,13 @@ fn in_ci() -> bool {
 ///
 /// # Panics
 ///
-/// When `CI` is set and `QUICKSLOT_PG_URL` is not.
+/// When `CI` is set and `QUICKSLOT_PG_URL` is not (unless
+/// `QUICKSLOT_SKIP_PG=1`).
 fn pg_url() -> Option<String> {
+    if std::env::var_os("QUICKSLOT_SKIP_PG").is_some_and(|v| v == "1") {
+        eprintln!("skipping: QUICKSLOT_SKIP_PG=1");
+        return None;
+    }
     match std::env::var("QUICKSLOT_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -90,12 +91,12 @@ macro_rules! url_or_skip {
 }
 
 fn pool(config: Config, deadline: Duration) -> (CountedPool, Arc<ConnCounters>) {
-    let manager = Counted::new(Manager::from_config(config));
+    let manager = Counted::new(PgManager::from_config(config));
     let counters = manager.counters.clone();
     let pool = Pool::builder(manager)
         .max_size(MAX_SIZE)
         .acquire_timeout(deadline)
-        // As `Manager::pool_builder` sets them.
+        // As `PgManager::pool_builder` sets them.
         .track_idle_time(true)
         .recycle_timeout(quickslot::postgres::DEFAULT_RECYCLE_TIMEOUT.min(deadline))
         .build()

@@ -1,14 +1,14 @@
 //! Replays the committed fuzz corpus and a few thousand seeded inputs
 //! through the fuzz harness, on the stable toolchain and without cargo-fuzz.
 //!
-//! `cargo test --features fuzzing --test fuzz_replay`. Inputs that once
-//! crashed a target are kept below as named regression tests.
-#![cfg(feature = "fuzzing")]
+//! `cargo test --test fuzz_replay` (add `--features postgres` for the
+//! `pg_config` target). The harness is `quickslot_testkit::fuzzing`. Inputs
+//! that once crashed a target are kept below as named regression tests.
 
 use std::fs;
 use std::path::Path;
 
-use quickslot::fuzzing::{run_config, run_ops};
+use quickslot_testkit::fuzzing::{run_config, run_ops};
 
 /// Runs `target` on every file of `fuzz/corpus/<name>/`, and returns how
 /// many there were.
@@ -89,7 +89,7 @@ fn config_random_seeds() {
 #[cfg(feature = "postgres")]
 #[test]
 fn pg_config_corpus() {
-    use quickslot::fuzzing::run_pg_config;
+    use quickslot_testkit::fuzzing::run_pg_config;
     assert!(
         replay_corpus("pg_config", run_pg_config) > 0,
         "the pg_config corpus is empty"
@@ -99,7 +99,12 @@ fn pg_config_corpus() {
 #[cfg(feature = "postgres")]
 #[test]
 fn pg_config_random_seeds() {
-    replay_random(0x5eed_0003, 3000, 96, quickslot::fuzzing::run_pg_config);
+    replay_random(
+        0x5eed_0003,
+        3000,
+        96,
+        quickslot_testkit::fuzzing::run_pg_config,
+    );
 }
 
 #[test]
@@ -116,7 +121,7 @@ fn empty_inputs() {
 #[cfg(feature = "postgres")]
 #[test]
 fn pg_config_hostaddr_without_host() {
-    quickslot::fuzzing::run_pg_config(&[
+    quickslot_testkit::fuzzing::run_pg_config(&[
         243, 52, 198, 42, 216, 24, 37, 132, 191, 78, 54, 111, 197, 16, 223, 39, 170, 134, 23,
     ]);
 }
@@ -128,7 +133,7 @@ fn pg_config_hostaddr_without_host() {
 /// now reads `ResourceInfo::lifetime` and checks it lies in that range.
 #[test]
 fn ops_return_with_jittered_lifetime() {
-    quickslot::fuzzing::run_ops(&[
+    quickslot_testkit::fuzzing::run_ops(&[
         252, 252, 0, 40, 38, 17, 0, 3, 0, 114, 172, 178, 178, 178, 41, 178, 178, 175, 178, 178,
         178, 178, 0, 10, 10, 10, 178, 35, 125, 0, 0, 47, 0, 45, 8, 0, 10, 10, 10, 178, 35, 125,
         106, 175, 35, 125, 172, 178, 178, 178, 63, 0, 0, 1, 242, 255, 255, 255, 255, 208, 255, 210,

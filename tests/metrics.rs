@@ -1,13 +1,11 @@
 //! The `metrics` feature, checked with a recording recorder.
 #![cfg(feature = "metrics")]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{CreateStep, TestManager};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use quickslot::Pool;
+use quickslot_testkit::managers::{CreateStep, TestManager};
 
 #[tokio::test(start_paused = true)]
 async fn gauges_and_histograms_are_recorded() {

@@ -1,7 +1,5 @@
 //! Deterministic tests of the pool core (paused clocks, scripted managers).
 
-mod common;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -9,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use common::{assert_counts, CreateStep, TestError, TestManager};
 use quickslot::{BuildError, Error, Pool, Pooled, ReuseOrder, TimeoutPhase, TryAcquireError};
+use quickslot_testkit::managers::{assert_counts, CreateStep, TestError, TestManager};
 use tokio::time::Instant;
 
 fn pool(max: usize, m: TestManager) -> Pool<TestManager> {

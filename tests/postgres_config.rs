@@ -8,7 +8,7 @@ use quickslot::postgres::tokio_postgres::config::{
     ChannelBinding, Host, LoadBalanceHosts, SslMode, TargetSessionAttrs,
 };
 use quickslot::postgres::{
-    config_from_env_map, parse_config, ConfigError, Manager, RecyclingMethod, ENV_VARS,
+    config_from_env_map, parse_config, ConfigError, PgManager, RecyclingMethod, ENV_VARS,
 };
 
 fn env(pairs: &[(&str, &str)]) -> Result<quickslot::postgres::Config, ConfigError> {
@@ -72,7 +72,7 @@ fn malformed_strings_are_typed_errors() {
         }
     }
     assert!(matches!(
-        Manager::from_url("port=x"),
+        PgManager::from_url("port=x"),
         Err(ConfigError::Parse(_))
     ));
 }
@@ -227,19 +227,56 @@ fn env_var_list_is_complete() {
 
 #[test]
 fn manager_settings_round_trip() {
-    let m = Manager::from_url("host=localhost user=app")
+    let m = PgManager::from_url("host=localhost user=app")
         .expect("url")
         .recycling_method(RecyclingMethod::Verified)
         .verify_window(Duration::from_millis(250))
         .statement_cache_capacity(3);
-    assert_eq!(m.get_recycling_method(), RecyclingMethod::Verified);
-    assert_eq!(m.get_verify_window(), Duration::from_millis(250));
+    assert_eq!(m.configured_recycling_method(), RecyclingMethod::Verified);
+    assert_eq!(m.configured_verify_window(), Duration::from_millis(250));
     assert_eq!(m.config().get_user(), Some("app"));
     let shown = format!("{m:?}");
     assert!(shown.contains("Verified"), "{shown}");
     // The password never shows up in Debug output.
-    let m = Manager::from_url("postgres://app:hunter2@localhost/db").expect("url");
+    let m = PgManager::from_url("postgres://app:hunter2@localhost/db").expect("url");
     assert!(!format!("{m:?}").contains("hunter2"));
+}
+
+/// The crate root's names and the adapter's import together without a clash.
+#[test]
+fn root_and_adapter_names_import_together() {
+    #[allow(unused_imports)]
+    use quickslot::postgres::{AfterConnectError, AfterConnectFuture, PgError, PgManager};
+    #[allow(unused_imports)]
+    use quickslot::{Error, HookError, HookFuture, Manager};
+
+    fn is_manager<M: Manager<Error = PgError>>(_: &M) {}
+    is_manager(&PgManager::from_url("host=localhost").expect("url"));
+    let _: Option<Error<PgError>> = None;
+    let _: Option<HookError> = None;
+    let _: Option<AfterConnectError> = None;
+    let _: Option<HookFuture<'static>> = None;
+    let _: Option<AfterConnectFuture<'static>> = None;
+}
+
+/// The old names stay usable (deprecated) for one release.
+#[test]
+#[allow(deprecated)]
+fn deprecated_old_names_still_work() {
+    use quickslot::postgres::{Error, HookError, HookFuture, Manager};
+
+    let m: Manager = Manager::from_url("host=localhost user=app")
+        .expect("url")
+        .recycling_method(RecyclingMethod::Clean)
+        .verify_window(Duration::from_millis(7));
+    assert_eq!(m.get_recycling_method(), RecyclingMethod::Clean);
+    assert_eq!(m.get_verify_window(), Duration::from_millis(7));
+    let e: Error = Error::Closed;
+    assert!(matches!(e, Error::Closed));
+    let m = m.after_connect(|_client| -> HookFuture<'_> {
+        Box::pin(async { Err::<(), HookError>("no".into()) })
+    });
+    let _: quickslot::Builder<Manager> = m.pool_builder();
 }
 
 /// A small deterministic fuzz run: arbitrary strings built from the

@@ -1,15 +1,13 @@
 //! Upkeep and operations: min_idle, reaper, keepalive, resize, leak
 //! detection, hooks, drain. Paused clocks, scripted managers.
 
-mod common;
-
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{assert_counts, CreateStep, TestManager};
 use quickslot::{Error, Hook, HookError, HookKind, Pool, Pooled, ReuseOrder};
+use quickslot_testkit::managers::{assert_counts, CreateStep, Res, TestManager};
 use tokio::time::{sleep, Instant};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -465,7 +463,7 @@ async fn tracing_names_create_failure_discard_and_timeout() {
 async fn failing_hooks_discard_and_name_the_hook() {
     let p = Pool::builder(TestManager::new())
         .max_size(2)
-        .post_create(Hook::sync(|r: &mut common::Res, _| {
+        .post_create(Hook::sync(|r: &mut Res, _| {
             if r.id == 0 {
                 Err(HookError::msg("first one is bad"))
             } else {
@@ -494,7 +492,7 @@ async fn failing_hooks_discard_and_name_the_hook() {
     let (o1, o2) = (order.clone(), order.clone());
     let p = Pool::builder(TestManager::new())
         .max_size(1)
-        .pre_recycle(Hook::async_fn(move |_r: &mut common::Res, _| {
+        .pre_recycle(Hook::async_fn(move |_r: &mut Res, _| {
             let fail = flag.load(Ordering::SeqCst);
             let o1 = o1.clone();
             Box::pin(async move {
@@ -506,7 +504,7 @@ async fn failing_hooks_discard_and_name_the_hook() {
                 }
             })
         }))
-        .post_recycle(Hook::sync(move |_r: &mut common::Res, _| {
+        .post_recycle(Hook::sync(move |_r: &mut Res, _| {
             o2.lock().unwrap().push("post");
             Ok(())
         }))
@@ -527,7 +525,7 @@ async fn failing_hooks_discard_and_name_the_hook() {
 async fn on_release_failure_discards() {
     let p = Pool::builder(TestManager::new())
         .max_size(1)
-        .on_release(|r: &mut common::Res, info| {
+        .on_release(|r: &mut Res, info| {
             if info.uses() >= 2 {
                 Err(HookError::msg(format!("{} used enough", r.id)))
             } else {

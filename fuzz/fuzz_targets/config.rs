@@ -1,6 +1,6 @@
-//! Arbitrary builder input; see `quickslot::fuzzing::run_config`.
+//! Arbitrary builder input; see `quickslot_testkit::fuzzing::run_config`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| quickslot::fuzzing::run_config(data));
+fuzz_target!(|data: &[u8]| quickslot_testkit::fuzzing::run_config(data));

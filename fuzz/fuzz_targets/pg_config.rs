@@ -1,7 +1,7 @@
 //! PostgreSQL connection strings and `PG*` variables; see
-//! `quickslot::fuzzing::run_pg_config`.
+//! `quickslot_testkit::fuzzing::run_pg_config`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| quickslot::fuzzing::run_pg_config(data));
+fuzz_target!(|data: &[u8]| quickslot_testkit::fuzzing::run_pg_config(data));

@@ -1,9 +1,10 @@
 //! Loom models for quickslot live in `tests/`; this library holds what they
 //! share: a loom-friendly [`Manager`](quickslot::Manager) whose resources
-//! carry an ownership marker and count their drops, and a runner that counts
-//! the interleavings each model explores.
+//! carry an ownership marker and count their drops, a runner that counts
+//! the interleavings each model explores, and [`SEEDED_BUGS`], the bugs
+//! the models must catch.
 //!
-//! Everything here only exists under `--cfg loom`:
+//! Everything here only exists under `--cfg loom`; `scripts/loom` runs it:
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p loom-tests --release
@@ -21,6 +22,63 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use quickslot::{Error, Manager, Pool, Pooled, ReuseOrder};
+
+/// A bug that can be put back into the core, and the models that must
+/// catch it.
+#[derive(Debug)]
+pub struct SeededBug {
+    /// The value of the `cfg(quickslot_bug = "...")` switch in quickslot's
+    /// `src/` (set with `QUICKSLOT_SEED_BUG`, see quickslot's `build.rs`).
+    pub name: &'static str,
+    /// What the switch puts back.
+    pub puts_back: &'static str,
+    /// The models in `tests/models.rs` that must each fail with it.
+    pub caught_by: &'static [&'static str],
+}
+
+/// Every seeded bug and its catchers: the one place they are stated.
+/// `scripts/loom` reads it (through the `seeded_bugs` binary) and fails
+/// unless each listed model catches its bug; `tests/seeded.rs` checks it
+/// against the switches in quickslot's `src/` and the models.
+pub const SEEDED_BUGS: &[SeededBug] = &[
+    SeededBug {
+        name: "no_recheck",
+        puts_back: "a waiter skips the re-check after queueing",
+        caught_by: &[
+            "m1_holder_and_waiter",
+            "m5_failed_create_frees_slot",
+            "m8_broken_on_return_racing_waiter",
+        ],
+    },
+    SeededBug {
+        name: "no_release_fence",
+        puts_back: "a releaser skips its `SeqCst` fence",
+        caught_by: &[
+            "m5_failed_create_frees_slot",
+            "m8_broken_on_return_racing_waiter",
+        ],
+    },
+    SeededBug {
+        name: "drop_grant",
+        puts_back: "a cancelled, granted waiter drops its grant",
+        caught_by: &["m3_granted_waiter_dropped", "m4_cancel_racing_grant"],
+    },
+    SeededBug {
+        name: "barging",
+        puts_back: "the fast path ignores queued waiters",
+        caught_by: &["m7_try_acquire_racing_acquire_and_release"],
+    },
+    SeededBug {
+        name: "relaxed_handoff",
+        puts_back: "the grant CAS publishes the cell `Relaxed`",
+        caught_by: &[
+            "m1_holder_and_waiter",
+            "m2_two_waiters_two_releases",
+            "m3_granted_waiter_dropped",
+            "m4_cancel_racing_grant",
+        ],
+    },
+];
 
 /// What the models observe about the resources of one pool. Shared by the
 /// manager and every resource it made.

@@ -12,7 +12,7 @@ use super::statement_cache::{StatementCache, StatementCacheStats};
 
 /// One pooled PostgreSQL connection.
 ///
-/// This is the resource type of [`Manager`](super::Manager): a checked-out
+/// This is the resource type of [`PgManager`](super::PgManager): a checked-out
 /// [`PooledClient`](super::PooledClient) derefs to it, and it derefs (mutably
 /// too) to [`tokio_postgres::Client`], so every `tokio_postgres` method works
 /// on a pooled client directly.
@@ -226,7 +226,7 @@ impl Client {
     }
 
     /// Empties this connection's statement cache (see
-    /// [`Manager::clear_statement_caches`](super::Manager::clear_statement_caches)
+    /// [`PgManager::clear_statement_caches`](super::PgManager::clear_statement_caches)
     /// for every connection of a pool).
     pub fn clear_statement_cache(&self) {
         self.statements.clear();

@@ -157,7 +157,7 @@ pub fn config_from_env() -> Result<Config, ConfigError> {
 /// | `PGAPPNAME` | `application_name` |
 /// | `PGOPTIONS` | command-line options sent to the server, e.g. `-c search_path=app` |
 /// | `PGCONNECT_TIMEOUT` | seconds, per host; `0` or negative means no timeout, `1` means 2 (as libpq) |
-/// | `PGSSLMODE` | `disable`, `allow`/`prefer` (TLS if the server offers it), `require`/`verify-ca`/`verify-full` (TLS required; certificate checks are done by the TLS connector you give the [`Manager`](super::Manager)) |
+/// | `PGSSLMODE` | `disable`, `allow`/`prefer` (TLS if the server offers it), `require`/`verify-ca`/`verify-full` (TLS required; certificate checks are done by the TLS connector you give the [`PgManager`](super::PgManager)) |
 /// | `PGSSLNEGOTIATION` | `postgres` or `direct` |
 /// | `PGCHANNELBINDING` | `disable`, `prefer` or `require` |
 /// | `PGTARGETSESSIONATTRS` | `any`, `read-write` or `read-only` |

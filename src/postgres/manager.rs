@@ -1,4 +1,4 @@
-//! The [`Manager`] that creates, checks and recycles PostgreSQL connections.
+//! The [`PgManager`] that creates, checks and recycles PostgreSQL connections.
 
 use std::fmt;
 use std::future::Future;
@@ -16,12 +16,13 @@ use super::statement_cache::{SharedCounters, StatementCache, StatementCacheStats
 use crate::ResourceInfo;
 
 /// The error type of an `after_connect` closure.
-pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+pub type AfterConnectError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The future an `after_connect` closure returns.
-pub type HookFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HookError>> + Send + 'a>>;
+pub type AfterConnectFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), AfterConnectError>> + Send + 'a>>;
 
-type HookFn = dyn for<'a> Fn(&'a tokio_postgres::Client) -> HookFuture<'a> + Send + Sync;
+type HookFn = dyn for<'a> Fn(&'a tokio_postgres::Client) -> AfterConnectFuture<'a> + Send + Sync;
 
 enum Hook {
     Sql(String),
@@ -35,7 +36,7 @@ pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 128;
 /// connection without a round trip.
 pub const DEFAULT_VERIFY_WINDOW: Duration = Duration::from_millis(500);
 
-/// Recycle timeout set by [`Manager::pool_builder`].
+/// Recycle timeout set by [`PgManager::pool_builder`].
 pub const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What happens to an idle connection when it is checked out again.
@@ -67,8 +68,8 @@ pub enum RecyclingMethod {
     /// One round trip (`SELECT transaction_timestamp() <> statement_timestamp()`)
     /// that proves the connection alive and detects a transaction left open
     /// by raw SQL, which is then rolled back. Skipped when the connection was
-    /// returned less than [`Manager::verify_window`] ago (this needs the pool
-    /// to track idle time, which [`Manager::pool_builder`] turns on; without
+    /// returned less than [`PgManager::verify_window`] ago (this needs the pool
+    /// to track idle time, which [`PgManager::pool_builder`] turns on; without
     /// it the check always runs). Bounded by the pool's recycle timeout.
     Verified,
     /// Resets the session in one round trip: rolls back any open
@@ -89,14 +90,15 @@ pub enum RecyclingMethod {
 /// connection; the pool then tries another or creates a new one.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Error {
+pub enum PgError {
     /// Could not connect or authenticate: unreachable host, refused port,
-    /// wrong password (the server's message is in the source chain and in
-    /// this error's `Display`), unknown database, TLS failure...
-    Connect(tokio_postgres::Error),
+    /// wrong password, unknown database, TLS failure... `Display` names the
+    /// hosts and ports tried; the server's message (or the I/O error) is in
+    /// the `source()` chain. Derefs to the [`tokio_postgres::Error`].
+    Connect(ConnectError),
     /// An `after_connect` hook failed on a new connection (the connection is
     /// closed). For an SQL hook the boxed error is a [`tokio_postgres::Error`].
-    AfterConnect(HookError),
+    AfterConnect(AfterConnectError),
     /// The connection was found closed when checked out.
     Closed,
     /// The round trip of [`RecyclingMethod::Verified`] or the session reset
@@ -104,42 +106,86 @@ pub enum Error {
     Recycle(tokio_postgres::Error),
 }
 
-fn fmt_chain(f: &mut fmt::Formatter<'_>, e: &(dyn std::error::Error + 'static)) -> fmt::Result {
-    write!(f, "{e}")?;
-    let mut source = e.source();
-    while let Some(s) = source {
-        write!(f, ": {s}")?;
-        source = s.source();
-    }
-    Ok(())
+/// A failed connect: the [`tokio_postgres::Error`] and where it tried.
+#[derive(Debug)]
+pub struct ConnectError {
+    target: String,
+    error: tokio_postgres::Error,
 }
 
-impl fmt::Display for Error {
+impl ConnectError {
+    fn new(config: &Config, error: tokio_postgres::Error) -> Self {
+        Self {
+            target: describe_targets(config),
+            error,
+        }
+    }
+
+    /// The hosts and ports tried, as shown in the message
+    /// (`127.0.0.1:5432`, `db1:5432, db2:5432`, `/run/postgresql:5432`).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The driver's error.
+    pub fn into_inner(self) -> tokio_postgres::Error {
+        self.error
+    }
+}
+
+impl std::ops::Deref for ConnectError {
+    type Target = tokio_postgres::Error;
+
+    fn deref(&self) -> &tokio_postgres::Error {
+        &self.error
+    }
+}
+
+/// `host:port` for each configured host, in the order they are tried.
+fn describe_targets(config: &Config) -> String {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    let port_at = |i: usize| match ports {
+        [] => 5432,
+        [only] => *only,
+        many => many.get(i).copied().unwrap_or(5432),
+    };
+    let hosts = config.get_hosts();
+    if hosts.is_empty() {
+        return format!("localhost:{}", port_at(0));
+    }
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            Host::Tcp(name) => format!("{name}:{}", port_at(i)),
+            #[cfg(unix)]
+            Host::Unix(path) => format!("{}:{}", path.display(), port_at(i)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for PgError {
+    // What happened only: the cause is the `source()`, so a report that
+    // walks the chain shows each message once.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connect(e) => {
-                f.write_str("could not connect to PostgreSQL: ")?;
-                fmt_chain(f, e)
-            }
-            Error::AfterConnect(e) => {
-                f.write_str("after_connect hook failed: ")?;
-                fmt_chain(f, &**e)
-            }
-            Error::Closed => f.write_str("the PostgreSQL connection is closed"),
-            Error::Recycle(e) => {
-                f.write_str("recycling the PostgreSQL connection failed: ")?;
-                fmt_chain(f, e)
-            }
+            PgError::Connect(e) => write!(f, "could not connect to PostgreSQL at {}", e.target),
+            PgError::AfterConnect(_) => f.write_str("the after_connect hook failed"),
+            PgError::Closed => f.write_str("the PostgreSQL connection is closed"),
+            PgError::Recycle(_) => f.write_str("recycling the PostgreSQL connection failed"),
         }
     }
 }
 
-impl std::error::Error for Error {
+impl std::error::Error for PgError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connect(e) | Error::Recycle(e) => Some(e),
-            Error::AfterConnect(e) => Some(&**e),
-            Error::Closed => None,
+            PgError::Connect(e) => Some(&e.error),
+            PgError::Recycle(e) => Some(e),
+            PgError::AfterConnect(e) => Some(&**e),
+            PgError::Closed => None,
         }
     }
 }
@@ -148,18 +194,18 @@ impl std::error::Error for Error {
 ///
 /// Generic over the TLS connector: [`NoTls`] by default, any
 /// [`MakeTlsConnect`] (e.g. `tokio_postgres_rustls::MakeRustlsConnect`, see the
-/// [module documentation](super#tls)) through [`Manager::new`] or
-/// [`Manager::with_tls`].
+/// [module documentation](super#tls)) through [`PgManager::new`] or
+/// [`PgManager::with_tls`].
 ///
 /// Each new connection's I/O task is spawned on the current tokio runtime.
 ///
 /// # Examples
 ///
 /// ```no_run
-/// use quickslot::postgres::{Manager, RecyclingMethod};
+/// use quickslot::postgres::{PgManager, RecyclingMethod};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let pool = Manager::from_url("postgres://app:secret@localhost/app")?
+/// let pool = PgManager::from_url("postgres://app:secret@localhost/app")?
 ///     .recycling_method(RecyclingMethod::Verified)
 ///     .after_connect_sql("SET search_path = app, public")
 ///     .pool_builder()
@@ -172,7 +218,7 @@ impl std::error::Error for Error {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Manager<T = NoTls> {
+pub struct PgManager<T = NoTls> {
     config: Config,
     tls: T,
     recycling_method: RecyclingMethod,
@@ -182,10 +228,10 @@ pub struct Manager<T = NoTls> {
     shared: Arc<SharedCounters>,
 }
 
-impl<T> fmt::Debug for Manager<T> {
+impl<T> fmt::Debug for PgManager<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `Config`'s Debug redacts the password.
-        f.debug_struct("Manager")
+        f.debug_struct("PgManager")
             .field("config", &self.config)
             .field("recycling_method", &self.recycling_method)
             .field("verify_window", &self.verify_window)
@@ -195,10 +241,10 @@ impl<T> fmt::Debug for Manager<T> {
     }
 }
 
-impl Manager<NoTls> {
+impl PgManager<NoTls> {
     /// A manager for `config` without TLS.
     pub fn from_config(config: Config) -> Self {
-        Manager::new(config, NoTls)
+        PgManager::new(config, NoTls)
     }
 
     /// A manager for a URL or `key=value` connection string, without TLS
@@ -208,7 +254,7 @@ impl Manager<NoTls> {
     ///
     /// [`ConfigError::Parse`] when the string is malformed.
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
-        Ok(Manager::from_config(parse_config(url)?))
+        Ok(PgManager::from_config(parse_config(url)?))
     }
 
     /// A manager configured from the `PG*` environment variables, without
@@ -219,14 +265,14 @@ impl Manager<NoTls> {
     ///
     /// [`ConfigError`] naming the variable that holds an unusable value.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Manager::from_config(config_from_env()?))
+        Ok(PgManager::from_config(config_from_env()?))
     }
 }
 
-impl<T> Manager<T> {
+impl<T> PgManager<T> {
     /// A manager for `config` using the TLS connector `tls`.
     pub fn new(config: Config, tls: T) -> Self {
-        Manager {
+        PgManager {
             config,
             tls,
             recycling_method: RecyclingMethod::default(),
@@ -238,8 +284,8 @@ impl<T> Manager<T> {
     }
 
     /// Replaces the TLS connector, keeping every other setting.
-    pub fn with_tls<U>(self, tls: U) -> Manager<U> {
-        Manager {
+    pub fn with_tls<U>(self, tls: U) -> PgManager<U> {
+        PgManager {
             config: self.config,
             tls,
             recycling_method: self.recycling_method,
@@ -275,7 +321,7 @@ impl<T> Manager<T> {
     /// Adds SQL (one or more `;`-separated statements, run with the simple
     /// query protocol) to run on every new connection, e.g.
     /// `SET search_path = app`. Hooks run in the order they were added.
-    /// A failing hook makes the creation fail with [`Error::AfterConnect`].
+    /// A failing hook makes the creation fail with [`PgError::AfterConnect`].
     pub fn after_connect_sql(mut self, sql: impl Into<String>) -> Self {
         self.hooks.push(Hook::Sql(sql.into()));
         self
@@ -283,14 +329,14 @@ impl<T> Manager<T> {
 
     /// Adds an async closure to run on every new connection. Hooks run in
     /// the order they were added. A hook returning an error makes the
-    /// creation fail with [`Error::AfterConnect`].
+    /// creation fail with [`PgError::AfterConnect`].
     ///
     /// # Examples
     ///
     /// ```
-    /// use quickslot::postgres::Manager;
+    /// use quickslot::postgres::PgManager;
     ///
-    /// let manager = Manager::from_url("host=localhost user=app")?.after_connect(|client| {
+    /// let manager = PgManager::from_url("host=localhost user=app")?.after_connect(|client| {
     ///     Box::pin(async move {
     ///         let row = client.query_one("SHOW server_version_num", &[]).await?;
     ///         let version: i32 = row.get::<_, String>(0).parse()?;
@@ -304,7 +350,7 @@ impl<T> Manager<T> {
     /// ```
     pub fn after_connect<F>(mut self, hook: F) -> Self
     where
-        F: for<'a> Fn(&'a tokio_postgres::Client) -> HookFuture<'a> + Send + Sync + 'static,
+        F: for<'a> Fn(&'a tokio_postgres::Client) -> AfterConnectFuture<'a> + Send + Sync + 'static,
     {
         self.hooks.push(Hook::Fn(Box::new(hook)));
         self
@@ -315,14 +361,28 @@ impl<T> Manager<T> {
         &self.config
     }
 
-    /// The recycling method.
-    pub fn get_recycling_method(&self) -> RecyclingMethod {
+    /// The recycling method, as set with
+    /// [`recycling_method`](Self::recycling_method).
+    pub fn configured_recycling_method(&self) -> RecyclingMethod {
         self.recycling_method
     }
 
-    /// The window of [`RecyclingMethod::Verified`].
-    pub fn get_verify_window(&self) -> Duration {
+    /// The window of [`RecyclingMethod::Verified`], set with
+    /// [`verify_window`](Self::verify_window).
+    pub fn configured_verify_window(&self) -> Duration {
         self.verify_window
+    }
+
+    /// The recycling method.
+    #[deprecated(note = "renamed to `configured_recycling_method`")]
+    pub fn get_recycling_method(&self) -> RecyclingMethod {
+        self.configured_recycling_method()
+    }
+
+    /// The window of [`RecyclingMethod::Verified`].
+    #[deprecated(note = "renamed to `configured_verify_window`")]
+    pub fn get_verify_window(&self) -> Duration {
+        self.configured_verify_window()
     }
 
     /// Empties the prepared-statement cache of every connection of this
@@ -371,7 +431,7 @@ fn in_failed_transaction(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION)
 }
 
-async fn verify(client: &Client) -> Result<(), Error> {
+async fn verify(client: &Client) -> Result<(), PgError> {
     match client.simple_query(VERIFY_SQL).await {
         Ok(messages) => {
             let in_transaction = messages.iter().any(|m| match m {
@@ -382,36 +442,36 @@ async fn verify(client: &Client) -> Result<(), Error> {
                 client
                     .batch_execute("ROLLBACK")
                     .await
-                    .map_err(Error::Recycle)?;
+                    .map_err(PgError::Recycle)?;
             }
             Ok(())
         }
         Err(e) if in_failed_transaction(&e) => client
             .batch_execute("ROLLBACK")
             .await
-            .map_err(Error::Recycle),
-        Err(e) => Err(Error::Recycle(e)),
+            .map_err(PgError::Recycle),
+        Err(e) => Err(PgError::Recycle(e)),
     }
 }
 
-async fn clean(client: &Client) -> Result<(), Error> {
+async fn clean(client: &Client) -> Result<(), PgError> {
     match client.batch_execute(CLEAN_SQL).await {
         Ok(()) => Ok(()),
         Err(e) if in_failed_transaction(&e) => {
             client
                 .batch_execute("ROLLBACK")
                 .await
-                .map_err(Error::Recycle)?;
+                .map_err(PgError::Recycle)?;
             client
                 .batch_execute(CLEAN_SQL)
                 .await
-                .map_err(Error::Recycle)
+                .map_err(PgError::Recycle)
         }
-        Err(e) => Err(Error::Recycle(e)),
+        Err(e) => Err(PgError::Recycle(e)),
     }
 }
 
-impl<T> crate::Manager for Manager<T>
+impl<T> crate::Manager for PgManager<T>
 where
     T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
     T::Stream: Send + Sync + 'static,
@@ -419,16 +479,16 @@ where
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
     type Resource = Client;
-    type Error = Error;
+    type Error = PgError;
 
     /// Connects (trying each configured host in turn), spawns the
     /// connection's I/O task on tokio and runs the `after_connect` hooks.
-    async fn create(&self) -> Result<Client, Error> {
+    async fn create(&self) -> Result<Client, PgError> {
         let (client, connection) = self
             .config
             .connect(self.tls.clone())
             .await
-            .map_err(Error::Connect)?;
+            .map_err(|e| PgError::Connect(ConnectError::new(&self.config, e)))?;
         // The task ends when the client is dropped or the server goes away;
         // the client then reports `is_closed()`.
         tokio::spawn(async move {
@@ -439,17 +499,17 @@ where
                 Hook::Sql(sql) => client
                     .batch_execute(sql)
                     .await
-                    .map_err(|e| Error::AfterConnect(Box::new(e)))?,
-                Hook::Fn(f) => f(&client).await.map_err(Error::AfterConnect)?,
+                    .map_err(|e| PgError::AfterConnect(Box::new(e)))?,
+                Hook::Fn(f) => f(&client).await.map_err(PgError::AfterConnect)?,
             }
         }
         let statements = StatementCache::new(self.statement_cache_capacity, self.shared.clone());
         Ok(Client::new(client, statements))
     }
 
-    async fn recycle(&self, client: &mut Client, info: &ResourceInfo) -> Result<(), Error> {
+    async fn recycle(&self, client: &mut Client, info: &ResourceInfo) -> Result<(), PgError> {
         if client.is_closed() {
-            return Err(Error::Closed);
+            return Err(PgError::Closed);
         }
         match self.recycling_method {
             RecyclingMethod::Fast => Ok(()),

@@ -1,11 +1,11 @@
 //! A [`tokio_postgres`] adapter (cargo feature `postgres`).
 //!
-//! * [`Manager`] creates connections from a [`tokio_postgres::Config`], a URL
-//!   or `key=value` string ([`Manager::from_url`], [`parse_config`]) or the
-//!   `PG*` environment variables ([`Manager::from_env`],
+//! * [`PgManager`] creates connections from a [`tokio_postgres::Config`], a URL
+//!   or `key=value` string ([`PgManager::from_url`], [`parse_config`]) or the
+//!   `PG*` environment variables ([`PgManager::from_env`],
 //!   [`config_from_env_map`]). Several hosts in one configuration are tried in
 //!   order, so a dead first host fails over to the next.
-//! * [`Manager::pool_builder`] returns a [`quickslot::Builder`](crate::Builder)
+//! * [`PgManager::pool_builder`] returns a [`quickslot::Builder`](crate::Builder)
 //!   with the settings this adapter wants; [`Pool`] and [`PooledClient`] are
 //!   the resulting types.
 //! * A checked-out [`PooledClient`] derefs to [`Client`], which derefs to
@@ -17,16 +17,16 @@
 //!   transaction left open in each mode.
 //! * [`Client::prepare_cached`] and the `*_cached` query methods use a bounded
 //!   per-connection LRU of prepared statements, retrying once when a schema
-//!   change made a cached plan stale; [`Manager::clear_statement_caches`]
+//!   change made a cached plan stale; [`PgManager::clear_statement_caches`]
 //!   empties every connection's cache.
 //!
 //! # Example
 //!
 //! ```no_run
-//! use quickslot::postgres::Manager;
+//! use quickslot::postgres::PgManager;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let pool = Manager::from_env()?.pool_builder().max_size(16).build()?;
+//! let pool = PgManager::from_env()?.pool_builder().max_size(16).build()?;
 //!
 //! let mut client = pool.acquire().await?;
 //! let tx = client.transaction().await?;
@@ -45,7 +45,7 @@
 //! # Errors users see
 //!
 //! * Wrong password, unknown user or database: `acquire` returns at once with
-//!   [`quickslot::Error::Create`](crate::Error::Create)`(`[`Error::Connect`]`)`,
+//!   [`quickslot::Error::Create`](crate::Error::Create)`(`[`PgError::Connect`]`)`,
 //!   whose message includes the server's (`FATAL: password authentication
 //!   failed for user "..."`).
 //! * Server down or wrong port: the same variant at once, with the operating
@@ -66,7 +66,7 @@
 //! dependencies and pass the connector:
 //!
 //! ```ignore
-//! use quickslot::postgres::{parse_config, Manager};
+//! use quickslot::postgres::{parse_config, PgManager};
 //!
 //! let mut roots = rustls::RootCertStore::empty();
 //! roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -78,7 +78,7 @@
 //! // `sslmode=require` makes a connection without TLS an error; rustls
 //! // verifies the certificate and host name itself.
 //! let config = parse_config("postgres://app:secret@db.example.com/app?sslmode=require")?;
-//! let pool = Manager::new(config, tls).pool_builder().build()?;
+//! let pool = PgManager::new(config, tls).pool_builder().build()?;
 //! ```
 //!
 //! `native-tls` works the same way through `postgres-native-tls`.
@@ -96,20 +96,40 @@ mod statement_cache;
 pub use self::client::{Client, Transaction, TransactionBuilder};
 pub use self::config::{config_from_env, config_from_env_map, parse_config, ConfigError, ENV_VARS};
 pub use self::manager::{
-    Error, HookError, HookFuture, Manager, RecyclingMethod, DEFAULT_RECYCLE_TIMEOUT,
-    DEFAULT_STATEMENT_CACHE_CAPACITY, DEFAULT_VERIFY_WINDOW,
+    AfterConnectError, AfterConnectFuture, ConnectError, PgError, PgManager, RecyclingMethod,
+    DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_CAPACITY, DEFAULT_VERIFY_WINDOW,
 };
 pub use self::statement_cache::StatementCacheStats;
 
 pub use tokio_postgres;
 pub use tokio_postgres::{Config, NoTls};
 
-/// A pool of PostgreSQL connections (build one with [`Manager::pool_builder`]).
-pub type Pool<T = NoTls> = crate::Pool<Manager<T>>;
+/// A pool of PostgreSQL connections (build one with [`PgManager::pool_builder`]).
+pub type Pool<T = NoTls> = crate::Pool<PgManager<T>>;
 
 /// A connection checked out of a [`Pool`]; derefs to [`Client`] and from
 /// there to [`tokio_postgres::Client`]. Returned to the pool on drop.
-pub type PooledClient<T = NoTls> = crate::Pooled<Manager<T>>;
+pub type PooledClient<T = NoTls> = crate::Pooled<PgManager<T>>;
 
 /// The error of [`Pool::acquire`](crate::Pool::acquire) for PostgreSQL pools.
-pub type PoolError = crate::Error<Error>;
+pub type PoolError = crate::Error<PgError>;
+
+// The old names, deprecated and kept for one release: each clashed with a
+// name of the crate root (`quickslot::Manager`, `quickslot::Error`,
+// `quickslot::HookError`, `quickslot::HookFuture`) when both were imported.
+
+/// Renamed to [`PgManager`].
+#[deprecated(note = "renamed to `PgManager` (it clashed with the `quickslot::Manager` trait)")]
+pub type Manager<T = NoTls> = PgManager<T>;
+
+/// Renamed to [`PgError`].
+#[deprecated(note = "renamed to `PgError` (it clashed with `quickslot::Error`)")]
+pub type Error = PgError;
+
+/// Renamed to [`AfterConnectError`].
+#[deprecated(note = "renamed to `AfterConnectError` (it clashed with `quickslot::HookError`)")]
+pub type HookError = AfterConnectError;
+
+/// Renamed to [`AfterConnectFuture`].
+#[deprecated(note = "renamed to `AfterConnectFuture` (it clashed with `quickslot::HookFuture`)")]
+pub type HookFuture<'a> = AfterConnectFuture<'a>;

@@ -10,7 +10,7 @@ use tokio_postgres::Statement;
 /// Hit and miss counts of prepared-statement caches.
 ///
 /// [`Client::statement_cache_stats`](super::Client::statement_cache_stats)
-/// reports one connection; [`Manager::statement_cache_stats`](super::Manager::statement_cache_stats)
+/// reports one connection; [`PgManager::statement_cache_stats`](super::PgManager::statement_cache_stats)
 /// the total over every connection the manager ever created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

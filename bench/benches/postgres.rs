@@ -5,8 +5,8 @@
 //! Run it under a throw-away server:
 //!
 //! ```text
-//! scripts/with-postgres cargo bench --features postgres --bench postgres
-//! scripts/with-postgres cargo bench --features postgres --bench postgres -- --secs 2 --rounds 5
+//! scripts/with-postgres cargo bench -p quickslot-bench --features postgres --bench postgres
+//! scripts/with-postgres cargo bench -p quickslot-bench --features postgres --bench postgres -- --secs 2 --rounds 5
 //! ```
 //!
 //! Tasks 16, 64 and 256 share 16 connections, on a multi-thread runtime with
@@ -106,8 +106,8 @@ struct Quickslot(quickslot::postgres::Pool);
 
 impl PgPool for Quickslot {
     async fn build(config: Config, setting: Setting) -> Self {
-        use quickslot::postgres::{Manager, RecyclingMethod};
-        let manager = Manager::from_config(config);
+        use quickslot::postgres::{PgManager, RecyclingMethod};
+        let manager = PgManager::from_config(config);
         let manager = match setting {
             Setting::Equal => manager.recycling_method(RecyclingMethod::Fast),
             Setting::EqualVerified => manager
@@ -330,8 +330,8 @@ fn main() {
     }
     let Ok(url) = std::env::var("QUICKSLOT_PG_URL") else {
         eprintln!(
-            "QUICKSLOT_PG_URL is not set; run: \
-             scripts/with-postgres cargo bench --features postgres --bench postgres"
+            "QUICKSLOT_PG_URL is not set; run: scripts/with-postgres \
+             cargo bench -p quickslot-bench --features postgres --bench postgres"
         );
         return;
     };

@@ -10,11 +10,11 @@
 //!
 //! Throughput is measured with `iter_custom` (one iteration = one
 //! acquire/release cycle, reported as elements/s). Latency percentiles come
-//! from the histogram pass in `examples/compare.rs` (`scripts/bench`).
+//! from the histogram pass in `src/bin/compare.rs` (`scripts/bench`).
 //!
 //! The defaults keep the full matrix short; filter as usual, e.g.
-//! `cargo bench --bench pool -- 'contended/.*/w2-t64-p16'`, or lengthen with
-//! `--measurement-time 5 --warm-up-time 2`.
+//! `cargo bench -p quickslot-bench --bench pool -- 'contended/.*/w2-t64-p16'`,
+//! or lengthen with `--measurement-time 5 --warm-up-time 2`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +24,9 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 
-#[macro_use]
-#[path = "common/mod.rs"]
-mod common;
-
-use common::{contended_cells, contended_fixed, one_task, runtime, BenchPool, Cell, ALL_POOLS};
+use quickslot_bench::{
+    contended_cells, contended_fixed, for_pool, one_task, runtime, BenchPool, Cell, ALL_POOLS,
+};
 
 fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("uncontended");

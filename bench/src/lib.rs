@@ -1,5 +1,5 @@
 //! Shared benchmark harness for `benches/pool.rs` (criterion) and
-//! `examples/compare.rs` (the short comparison and the report).
+//! `src/bin/compare.rs` (the short comparison and the report).
 //!
 //! Every pool under test hands out a no-op resource (a `u64`, created
 //! instantly), so what is measured is the pool's own overhead: the cost of an
@@ -14,8 +14,7 @@
 //! - `semaphore`: a tokio `Semaphore` (fair, FIFO) guarding an `ArrayQueue`;
 //! - `deadpool`: deadpool 0.13 `managed::Pool`, default settings;
 //! - `bb8`: bb8 0.9 with `test_on_check_out(false)`, otherwise default settings;
-//! - `quickslot`: this crate, default settings.
-#![allow(dead_code)] // each includer uses a different part of the harness
+//! - `quickslot`: quickslot, default settings.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -399,28 +398,29 @@ impl BenchPool for QuickslotPool {
 
 /// Calls `$body` with the type alias `$P` bound to the concrete pool type of
 /// `$kind` (a runtime value), so generic code can be driven from a loop over
-/// [`ALL_POOLS`]. (Include this module with `#[macro_use]`.)
+/// [`ALL_POOLS`].
+#[macro_export]
 macro_rules! for_pool {
     ($kind:expr, $P:ident => $body:expr) => {
         match $kind {
-            $crate::common::PoolKind::Floor => {
-                type $P = $crate::common::FloorPool;
+            $crate::PoolKind::Floor => {
+                type $P = $crate::FloorPool;
                 $body
             }
-            $crate::common::PoolKind::Semaphore => {
-                type $P = $crate::common::SemaphorePool;
+            $crate::PoolKind::Semaphore => {
+                type $P = $crate::SemaphorePool;
                 $body
             }
-            $crate::common::PoolKind::Deadpool => {
-                type $P = $crate::common::DeadpoolPool;
+            $crate::PoolKind::Deadpool => {
+                type $P = $crate::DeadpoolPool;
                 $body
             }
-            $crate::common::PoolKind::Bb8 => {
-                type $P = $crate::common::Bb8Pool;
+            $crate::PoolKind::Bb8 => {
+                type $P = $crate::Bb8Pool;
                 $body
             }
-            $crate::common::PoolKind::Quickslot => {
-                type $P = $crate::common::QuickslotPool;
+            $crate::PoolKind::Quickslot => {
+                type $P = $crate::QuickslotPool;
                 $body
             }
         }

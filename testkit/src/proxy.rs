@@ -14,7 +14,6 @@
 //!   ([`Proxy::refuse`] / [`Proxy::accept`]).
 //!
 //! Loopback only. Everything stops when the [`Proxy`] is dropped.
-#![allow(dead_code)]
 
 use std::io;
 use std::net::SocketAddr;
@@ -85,6 +84,7 @@ impl Proxy {
         self.addr
     }
 
+    /// The port of [`addr`](Self::addr).
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -100,6 +100,8 @@ impl Proxy {
         self.faults.send_modify(|f| f.stalled = true);
     }
 
+    /// Forwards bytes again after [`stall`](Self::stall); the held bytes
+    /// go through.
     pub fn unstall(&self) {
         self.faults.send_modify(|f| f.stalled = false);
     }

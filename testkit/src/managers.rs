@@ -1,6 +1,6 @@
 //! Deterministic managers and drop accounting shared by the integration
-//! tests.
-#![allow(dead_code)]
+//! tests: a scripted [`TestManager`] whose resources report every drop to a
+//! [`Ledger`], and [`assert_counts`] for the gauges of a quiet pool.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,14 +32,17 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Resources created so far.
     pub fn created(&self) -> u64 {
         self.created.load(Ordering::SeqCst)
     }
 
+    /// Distinct resources dropped so far.
     pub fn dropped(&self) -> u64 {
         self.drops.lock().unwrap().len() as u64
     }
 
+    /// Resources created and not dropped yet.
     pub fn live(&self) -> u64 {
         self.created() - self.dropped()
     }
@@ -59,7 +62,9 @@ impl Ledger {
 /// A resource that reports its drop to the ledger.
 #[derive(Debug)]
 pub struct Res {
+    /// Creation order, from 0.
     pub id: u64,
+    /// Set by a test to make the manager's `is_broken` report it.
     pub broken: bool,
     ledger: Arc<Ledger>,
 }
@@ -79,7 +84,9 @@ impl Drop for Res {
 /// What the next create does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateStep {
+    /// Succeeds at once.
     Ok,
+    /// Fails at once with a [`TestError`].
     Fail,
     /// Succeeds after sleeping (tokio time).
     Slow(Duration),
@@ -93,18 +100,28 @@ pub enum CreateStep {
 /// permit is added.
 #[derive(Debug)]
 pub struct TestManager {
+    /// Where the resources report their drops.
     pub ledger: Arc<Ledger>,
+    /// Steps of the next creates, the next one last.
     pub script: Mutex<Vec<CreateStep>>,
+    /// Step of every create once the script is used up.
     pub default: Mutex<CreateStep>,
+    /// While set, every recycle fails.
     pub fail_recycle: AtomicBool,
+    /// When set, every recycle sleeps this long (tokio time) first.
     pub slow_recycle: Mutex<Option<Duration>>,
+    /// While set, `is_broken` reports every returned resource broken.
     pub broken_on_return: AtomicBool,
+    /// Creates started so far.
     pub creates: AtomicUsize,
+    /// Recycles started so far.
     pub recycles: AtomicUsize,
+    /// When present, every create first waits for a permit of it.
     pub gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl TestManager {
+    /// A manager whose creates and recycles all succeed at once.
     pub fn new() -> Self {
         Self {
             ledger: Arc::default(),
@@ -126,6 +143,7 @@ impl TestManager {
         m
     }
 
+    /// Every create follows `step`.
     pub fn always(step: CreateStep) -> Self {
         let m = Self::new();
         *m.default.lock().unwrap() = step;
@@ -146,6 +164,12 @@ impl TestManager {
             .unwrap()
             .pop()
             .unwrap_or(*self.default.lock().unwrap())
+    }
+}
+
+impl Default for TestManager {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
