@@ -16,11 +16,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("app.db");
 
-    // WAL is the default for files; NORMAL is the usual companion.
+    // WAL is the default for files; NORMAL is the usual companion. The hook
+    // runs on every new connection.
     let pool = Manager::file(&path)
         .synchronous(Synchronous::Normal)
         .busy_timeout(Duration::from_secs(5))
         .after_connect(|conn| {
+            conn.set_prepared_statement_cache_capacity(32);
+            Ok(())
+        })
+        .pool_builder()
+        .max_size(4)
+        .build()?;
+    println!("database: {}", path.display());
+
+    // The schema and two accounts, once.
+    pool.acquire()
+        .await?
+        .interact(|conn| {
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS accounts (
                      id INTEGER PRIMARY KEY,
@@ -32,21 +45,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                      from_id INTEGER NOT NULL REFERENCES accounts (id),
                      to_id INTEGER NOT NULL REFERENCES accounts (id),
                      amount INTEGER NOT NULL
-                 );",
-            )?;
-            Ok(())
-        })
-        .pool_builder()
-        .max_size(4)
-        .build()?;
-    println!("database: {}", path.display());
-
-    // Seed two accounts.
-    pool.acquire()
-        .await?
-        .interact(|conn| {
-            conn.execute_batch(
-                "INSERT OR IGNORE INTO accounts (id, owner, balance) VALUES
+                 );
+                 INSERT OR IGNORE INTO accounts (id, owner, balance) VALUES
                      (1, 'alice', 1000), (2, 'bob', 1000);",
             )
         })
@@ -123,17 +123,11 @@ fn transfer(
     // IMMEDIATE takes the write lock up front, so the busy timeout applies
     // to it instead of a deferred upgrade failing with SQLITE_BUSY.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute(
-        "UPDATE accounts SET balance = balance - ?1 WHERE id = ?2",
-        [amount, from],
-    )?;
-    tx.execute(
-        "UPDATE accounts SET balance = balance + ?1 WHERE id = ?2",
-        [amount, to],
-    )?;
-    tx.execute(
-        "INSERT INTO transfers (from_id, to_id, amount) VALUES (?1, ?2, ?3)",
-        [from, to, amount],
-    )?;
+    tx.prepare_cached("UPDATE accounts SET balance = balance - ?1 WHERE id = ?2")?
+        .execute([amount, from])?;
+    tx.prepare_cached("UPDATE accounts SET balance = balance + ?1 WHERE id = ?2")?
+        .execute([amount, to])?;
+    tx.prepare_cached("INSERT INTO transfers (from_id, to_id, amount) VALUES (?1, ?2, ?3)")?
+        .execute([from, to, amount])?;
     tx.commit()
 }

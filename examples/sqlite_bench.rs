@@ -17,10 +17,10 @@
 //! * quickslot inline: `pool.acquire().await?` and the query on the async
 //!   worker itself (fine for a cached point read; the floor of the
 //!   blocking-pool hop);
-//! * quickslot spawn_blocking: `spawn_blocking(|| block_on(pool.acquire()),
+//! * quickslot spawn_blocking: `spawn_blocking(|| pool.acquire_blocking()?,
 //!   query)`, r2d2's shape: the checkout waits on the blocking thread, and a
 //!   connection returned there goes straight to the next blocking thread
-//!   waiting (what `Pool::acquire_blocking` will do);
+//!   waiting;
 //! * deadpool-sqlite: `pool.get().await?.interact(..).await` (its checkout
 //!   runs a `SELECT` through `interact` too);
 //! * r2d2: `spawn_blocking(|| pool.get()?, query)` (r2d2 blocks).
@@ -158,9 +158,8 @@ async fn one(kind: Kind, pools: &Pools, id: i64) -> usize {
         }
         Kind::QuickslotThreads => {
             let pool = pools.quickslot.clone();
-            let runtime = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
-                let conn = runtime.block_on(pool.acquire()).unwrap();
+                let conn = pool.acquire_blocking().unwrap();
                 point_read(&conn, id).unwrap()
             })
             .await

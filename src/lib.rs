@@ -45,6 +45,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `postgres` | the [`tokio-postgres`](https://docs.rs/tokio-postgres) adapter, module `postgres` (connection manager, statement cache, tracked transactions, `PG*` environment parsing) |
+//! | `sqlite` | the [`rusqlite`](https://docs.rs/rusqlite) adapter, module `sqlite`, with SQLite compiled in (checked settings such as WAL and the busy timeout, in-memory databases, `interact` on Tokio's blocking pool) |
 //! | `metrics` | gauges and histograms through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) and `Pool::publish_metrics` |
 //! | `fuzzing` | the deterministic fuzz and replay harness used by `fuzz/` and the tests; hidden from these docs and not part of the stable API |
 //!

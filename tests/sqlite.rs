@@ -29,6 +29,16 @@ fn pragma(conn: &rusqlite::Connection, name: &str) -> String {
     .unwrap()
 }
 
+/// Creates the schema once, before any pool: an `after_connect` hook doing
+/// it on every new connection races itself (in WAL mode, a connection whose
+/// read snapshot is stale gets `SQLITE_BUSY_SNAPSHOT` at once).
+fn schema(path: &std::path::Path, sql: &str) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+}
+
 /// The manager error of a failed acquire.
 async fn create_error(pool: &sqlite::Pool) -> sqlite::SqliteError {
     match pool.acquire().await {
@@ -184,14 +194,12 @@ async fn an_unknown_pragma_is_an_error() {
 async fn wal_writers_and_readers_see_no_busy_errors() {
     let dir = temp_dir();
     let path = dir.path().join("wal.db");
+    schema(
+        &path,
+        "CREATE TABLE rows (writer INTEGER, n INTEGER, PRIMARY KEY (writer, n))",
+    );
     let pool = sqlite::Manager::file(&path)
         .synchronous(Synchronous::Normal)
-        .after_connect(|conn| {
-            conn.execute_batch(
-                "CREATE TABLE IF NOT EXISTS rows (writer INTEGER, n INTEGER, PRIMARY KEY (writer, n))",
-            )?;
-            Ok(())
-        })
         .pool_builder()
         .max_size(12)
         .build()
@@ -259,6 +267,37 @@ async fn wal_writers_and_readers_see_no_busy_errors() {
         )
         .unwrap();
     assert_eq!(per_writer, 8);
+}
+
+/// The first connections of a pool on a new file all ask for WAL at once;
+/// SQLite refuses all but one switch with an immediate `SQLITE_BUSY`, which
+/// the manager retries within the busy timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_connections_all_get_wal() {
+    let dir = temp_dir();
+    for round in 0..50 {
+        let pool = sqlite::Manager::file(dir.path().join(format!("fresh-{round}.db")))
+            .pool_builder()
+            .min_idle(0)
+            .max_size(8)
+            .build()
+            .unwrap();
+        let acquires: Vec<_> = (0..8)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.acquire().await })
+            })
+            .collect();
+        let mut conns = Vec::new();
+        for acquire in acquires {
+            let conn = acquire
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+            assert_eq!(pragma(&conn, "journal_mode"), "wal");
+            conns.push(conn);
+        }
+    }
 }
 
 #[tokio::test]
@@ -407,11 +446,9 @@ async fn a_transaction_left_open_is_not_seen_by_the_next_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interact_from_64_tasks_on_a_pool_of_4() {
     let dir = temp_dir();
-    let pool = sqlite::Manager::file(dir.path().join("tasks.db"))
-        .after_connect(|conn| {
-            conn.execute_batch("CREATE TABLE IF NOT EXISTS t (task INTEGER, i INTEGER)")?;
-            Ok(())
-        })
+    let path = dir.path().join("tasks.db");
+    schema(&path, "CREATE TABLE t (task INTEGER, i INTEGER)");
+    let pool = sqlite::Manager::file(&path)
         .pool_builder()
         .max_size(4)
         .build()
@@ -454,6 +491,29 @@ async fn interact_from_64_tasks_on_a_pool_of_4() {
     let status = pool.status();
     assert!(status.created <= 4, "{status:?}");
     assert_eq!(status.discarded.broken, 0);
+}
+
+#[tokio::test]
+async fn pool_with_and_interact() {
+    let pool = sqlite::Manager::memory()
+        .pool_builder()
+        .max_size(1)
+        .build()
+        .unwrap();
+    let n = pool
+        .with(async |conn: &mut sqlite::Connection| {
+            conn.interact(|c| {
+                c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);")?;
+                c.query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0))
+            })
+            .await
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(pool.status().idle, 1);
 }
 
 /// Tags a connection (temporary tables are per connection).
@@ -935,9 +995,9 @@ async fn utilisation_and_health_check() {
     assert!(matches!(e, sqlite::HealthCheckError::Acquire(_)), "{e:?}");
 }
 
-/// Blocking use from plain threads through `Deref`, r2d2-style, with the
-/// async acquire driven by a runtime handle. (`Pool::acquire_blocking` has
-/// its own tests in `sqlite_blocking.rs`.)
+/// Blocking use from plain threads through `Deref`, with the async acquire
+/// driven by a runtime handle (`Pool::acquire_blocking` has its tests in
+/// `sqlite_blocking.rs`).
 #[test]
 fn blocking_use_from_plain_threads() {
     let dir = temp_dir();
@@ -946,12 +1006,10 @@ fn blocking_use_from_plain_threads() {
         .enable_all()
         .build()
         .unwrap();
+    let path = dir.path().join("threads.db");
+    schema(&path, "CREATE TABLE t (thread INTEGER, i INTEGER)");
     let pool = runtime.block_on(async {
-        sqlite::Manager::file(dir.path().join("threads.db"))
-            .after_connect(|conn| {
-                conn.execute_batch("CREATE TABLE IF NOT EXISTS t (thread INTEGER, i INTEGER)")?;
-                Ok(())
-            })
+        sqlite::Manager::file(&path)
             .pool_builder()
             .max_size(3)
             .build()

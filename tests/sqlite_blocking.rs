@@ -1,27 +1,10 @@
-// NOT BUILT YET: these tests need `Pool::acquire_blocking`,
-// `Pool::acquire_blocking_timeout` and `Pool::with_blocking`, which the
-// pool-core branch adds. They are written against the signatures assumed
-// below; once those methods are on the branch this is merged with, delete
-// the `#![cfg(any())]` line (which turns the whole file off), add
-//
-//     [[test]]
-//     name = "sqlite_blocking"
-//     required-features = ["sqlite"]
-//
-// to Cargo.toml, and adjust the calls if the signatures differ:
-//
-//     fn acquire_blocking(&self) -> Result<Pooled<M>, Error<M::Error>>
-//     fn acquire_blocking_timeout(&self, Duration) -> Result<Pooled<M>, Error<M::Error>>
-//     fn with_blocking<R>(&self, f: impl FnOnce(&mut M::Resource) -> R) -> Result<R, Error<M::Error>>
-#![cfg(any())]
-
 //! Blocking use of the SQLite adapter, r2d2-style: `acquire_blocking` and
 //! `DerefMut` to `rusqlite::Connection` from plain threads and from
 //! `spawn_blocking`.
 
 use std::time::{Duration, Instant};
 
-use quickslot::sqlite::{self, PoolError};
+use quickslot::sqlite::{self, rusqlite, PoolError};
 
 fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -30,20 +13,23 @@ fn temp_dir() -> tempfile::TempDir {
         .expect("a temporary directory")
 }
 
+/// A manager for a new database file with one table (created once, before
+/// the pool).
 fn table_manager(path: &std::path::Path) -> sqlite::Manager {
-    sqlite::Manager::file(path).after_connect(|conn| {
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS t (thread INTEGER, i INTEGER)")?;
-        Ok(())
-    })
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (thread INTEGER, i INTEGER)")
+        .unwrap();
+    sqlite::Manager::file(path)
 }
 
-/// No runtime anywhere: the pool is built and used from plain threads.
+/// No runtime anywhere: the pool (with the adapter's defaults, `min_idle`
+/// 1 included) is built and used from plain threads.
 #[test]
 fn plain_threads_without_a_runtime() {
     let dir = temp_dir();
     let pool = table_manager(&dir.path().join("threads.db"))
         .pool_builder()
-        .min_idle(0)
         .max_size(3)
         .build()
         .unwrap();
@@ -134,8 +120,10 @@ fn acquire_blocking_timeout_on_an_exhausted_pool() {
     assert!(e.is_timeout(), "{e:?}");
     assert!(started.elapsed() >= Duration::from_millis(90));
     drop(held);
-    pool.acquire_blocking_timeout(Duration::from_secs(5))
-        .unwrap();
+    drop(
+        pool.acquire_blocking_timeout(Duration::from_secs(5))
+            .unwrap(),
+    );
 }
 
 #[test]

@@ -285,15 +285,21 @@ impl SqliteManager {
 
     /// Adds a closure to run on every new connection, after the settings,
     /// on the blocking task that opened it: register functions or
-    /// collations, attach databases, run further pragmas or migrations...
-    /// Hooks run in the order they were added; an error fails the create
-    /// with [`ErrorKind::AfterConnect`].
+    /// collations, attach databases, size the statement cache, check the
+    /// schema version... Hooks run in the order they were added; an error
+    /// fails the create with [`ErrorKind::AfterConnect`].
+    ///
+    /// Create or migrate the schema once, before the pool serves, not here:
+    /// the pool's first connections run their hooks at the same time, and in
+    /// WAL mode a write that loses that race fails at once with
+    /// `SQLITE_BUSY` (its read snapshot is stale), whatever the busy
+    /// timeout.
     ///
     /// ```
     /// use quickslot::sqlite::Manager;
     ///
     /// let manager = Manager::memory().after_connect(|conn| {
-    ///     conn.execute_batch("CREATE TABLE IF NOT EXISTS events (kind TEXT)")?;
+    ///     conn.set_prepared_statement_cache_capacity(256);
     ///     let version: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?;
     ///     if version.as_str() < "3.35" {
     ///         return Err(format!("SQLite {version} is too old").into());
@@ -479,16 +485,21 @@ impl Config {
                 .with_source(e)
         })?;
 
-        // 3. journal_mode: SQLite answers with the mode it is in.
+        // 3. journal_mode: SQLite answers with the mode it is in. Switching
+        //    needs an exclusive lock, which SQLite refuses at once, without
+        //    the busy handler, while another connection switches too (the
+        //    pool's first connections, another process): retried until the
+        //    busy timeout.
         let journal_mode = self.journal_mode.or(match self.target {
             Target::File(_) if !self.read_only => Some(JournalMode::Wal),
             _ => None,
         });
         if let Some(mode) = journal_mode {
             let requested = mode.as_str();
-            let actual: String = conn
-                .pragma_update_and_check(None, "journal_mode", requested, |row| row.get(0))
-                .map_err(|e| failed("journal_mode", requested.to_owned(), e))?;
+            let actual: String = retry_busy(self.busy_timeout, || {
+                conn.pragma_update_and_check(None, "journal_mode", requested, |row| row.get(0))
+            })
+            .map_err(|e| failed("journal_mode", requested.to_owned(), e))?;
             if !actual.eq_ignore_ascii_case(requested) {
                 return Err(SqliteError::refused(
                     loc,
@@ -552,8 +563,10 @@ impl Config {
             if known == Ok(0) {
                 return Err(SqliteError::refused(loc, name, shown, None));
             }
-            conn.pragma_update(schema, pragma, &**value)
-                .map_err(|e| failed(name, shown, e))?;
+            retry_busy(self.busy_timeout, || {
+                conn.pragma_update(schema, pragma, &**value)
+            })
+            .map_err(|e| failed(name, shown, e))?;
         }
 
         // 7. The hooks.
@@ -562,6 +575,29 @@ impl Config {
                 .map_err(|e| SqliteError::new(ErrorKind::AfterConnect, loc).with_hook_source(e))?;
         }
         Ok(())
+    }
+}
+
+/// Runs `f` again while it fails with `SQLITE_BUSY`, pausing 1 ms, then
+/// doubling up to 50 ms, until `timeout` has passed: the busy timeout for a
+/// statement SQLite fails at once instead of calling its busy handler.
+fn retry_busy<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && started.elapsed() + pause < timeout =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -15,8 +15,11 @@
 //!   are the resulting types.
 //! * A checked-out connection derefs to [`Connection`], which derefs to
 //!   [`rusqlite::Connection`]. From async code,
-//!   [`Connection::interact`] runs a closure on Tokio's blocking pool; from
-//!   threads (or `spawn_blocking`), use the connection directly.
+//!   [`Connection::interact`] runs a closure on Tokio's blocking pool. From
+//!   threads or `spawn_blocking`, check out with
+//!   [`Pool::acquire_blocking`](crate::Pool::acquire_blocking) (or
+//!   [`Pool::with_blocking`](crate::Pool::with_blocking)) and use the
+//!   connection directly, r2d2-style (see [Blocking](#blocking)).
 //! * Checkout checks follow the [`RecyclingMethod`]; a connection returned
 //!   inside a transaction is rolled back, never handed on mid-transaction.
 //! * [`PoolExt`] adds [`utilisation`](PoolExt::utilisation) and
@@ -80,12 +83,42 @@
 //! SQLite does its I/O on the calling thread. Connections are opened on
 //! Tokio's blocking pool; queries run where they are called: on the
 //! blocking pool with [`interact`](Connection::interact), or on the calling
-//! thread through `Deref`. The pool itself may close a connection (one past
-//! `max_lifetime` or `idle_timeout`, or discarded) on an async worker;
-//! closing the last connection to a WAL database checkpoints it.
+//! thread through `Deref`. So code that is synchronous anyway (a worker
+//! thread, a CLI, `spawn_blocking`) checks out with
+//! [`Pool::acquire_blocking`](crate::Pool::acquire_blocking), which waits in
+//! the same fair line as async acquires and needs no runtime of its own:
 //!
-//! Needs a Rust toolchain that builds `rusqlite` 0.40 (1.85 or newer at the
-//! time of writing), newer than the rest of quickslot.
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("jobs.db");
+//! let pool = quickslot::sqlite::Manager::file(&path).pool_builder().max_size(4).build()?;
+//! pool.with_blocking(|conn| conn.execute_batch("CREATE TABLE jobs (id INTEGER)"))??;
+//!
+//! let workers: Vec<_> = (0..8)
+//!     .map(|worker| {
+//!         let pool = pool.clone();
+//!         std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//!             let mut conn = pool.acquire_blocking()?;
+//!             let tx = conn.transaction()?;
+//!             tx.execute("INSERT INTO jobs VALUES (?1)", [worker])?;
+//!             tx.commit()?;
+//!             Ok(())
+//!         })
+//!     })
+//!     .collect();
+//! for worker in workers {
+//!     worker.join().unwrap().unwrap();
+//! }
+//! let n: i64 = pool.acquire_blocking()?.query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))?;
+//! assert_eq!(n, 8);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The pool itself may close a connection (one past `max_lifetime` or
+//! `idle_timeout`, or discarded) on an async worker; closing the last
+//! connection to a WAL database checkpoints it.
 
 mod connection;
 mod error;
