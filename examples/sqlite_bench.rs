@@ -26,8 +26,9 @@
 //! * r2d2: `spawn_blocking(|| pool.get()?, query)` (r2d2 blocks).
 //!
 //! Each pool has `max_size` connections, its own defaults otherwise. The
-//! table gives the median over the runs of queries per second and of the
-//! 99th percentile latency.
+//! table gives the median over the runs of queries per second (with the
+//! lowest and highest run) and of the 99th percentile latency, and the
+//! median of the per-run ratios.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -314,27 +315,37 @@ fn main() {
         }
     });
 
-    let medians: Vec<(f64, Duration)> = results
-        .iter()
-        .map(|cells| {
-            let qps = median(cells.iter().map(|c| c.qps).collect());
-            let p99 = median(cells.iter().map(|c| c.p99.as_secs_f64()).collect());
-            (qps, Duration::from_secs_f64(p99))
-        })
-        .collect();
-    let deadpool = medians[3].0;
-    let r2d2 = medians[4].0;
+    // Ratios are taken run by run (the pools of one run share the machine's
+    // state), then the median of those.
+    let deadpool = 3;
+    let r2d2 = 4;
+    let ratio = |i: usize, j: usize| {
+        median(
+            (0..a.runs)
+                .map(|run| results[i][run].qps / results[j][run].qps)
+                .collect(),
+        )
+    };
     println!();
-    println!("| pool | queries/s (median) | p99 (median) | vs deadpool-sqlite | vs r2d2_sqlite |");
+    println!(
+        "| pool | queries/s (median of {} runs; min-max) | p99 (median) | vs deadpool-sqlite | vs r2d2_sqlite |",
+        a.runs
+    );
     println!("|---|---:|---:|---:|---:|");
-    for (kind, (qps, p99)) in Kind::ALL.iter().zip(&medians) {
+    for (i, kind) in Kind::ALL.iter().enumerate() {
+        let qps: Vec<f64> = results[i].iter().map(|c| c.qps).collect();
+        let lo = qps.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = qps.iter().copied().fold(0.0, f64::max);
+        let p99 = median(results[i].iter().map(|c| c.p99.as_secs_f64()).collect());
         println!(
-            "| {} | {:.0} | {} | {:.2}x | {:.2}x |",
+            "| {} | {:.0} ({:.0}-{:.0}) | {} | {:.2}x | {:.2}x |",
             kind.name(),
-            qps,
-            fmt_duration(*p99),
-            qps / deadpool,
-            qps / r2d2
+            median(qps),
+            lo,
+            hi,
+            fmt_duration(Duration::from_secs_f64(p99)),
+            ratio(i, deadpool),
+            ratio(i, r2d2)
         );
     }
     let status = pools.quickslot.status();
