@@ -217,12 +217,20 @@ async fn wait<M: Manager>(
 ) -> Result<Grant<Entry<M::Resource>>, Error<M::Error>> {
     let core = shared.core();
     let waiter = core.new_waiter();
+    match shared.config().max_waiters {
+        None => core.register(&waiter),
+        Some(max) => {
+            if let Err(waiting) = core.register_bounded(&waiter, max) {
+                shared.stats().add(Counter::Overloaded, 1);
+                return Err(Error::Overloaded { waiting });
+            }
+        }
+    }
     let mut registration = Registration {
         core,
         waiter: &waiter,
         done: false,
     };
-    core.register(&waiter);
     // Listen, re-check, wait: the record's one notification comes after its
     // state changed, so a change before `listener!` is seen by the re-check
     // and one after it wakes the listener. The listener lives in this future
@@ -243,7 +251,7 @@ async fn wait<M: Manager>(
     };
     registration.done = true;
     drop(registration);
-    core.retire_waiter(waiter);
+    drop(waiter);
     result
 }
 

@@ -60,8 +60,6 @@ fn should_compact(stale: isize, waiting: usize) -> bool {
     }
 }
 
-/// How many finished waiter records a pool keeps for reuse.
-const SPARE_RECORDS: usize = 512;
 /// In `waiters`: a shrink is in progress (see the module docs).
 const SHRINKING: usize = 1 << (usize::BITS - 1);
 
@@ -100,10 +98,6 @@ pub(crate) struct Core<T> {
     /// The head of the line, when a compaction put a live record back: it
     /// is older than everything in `queue`. Pushed to only by the compactor.
     front: ArrayQueue<Arc<Waiter<T>>>,
-    /// Finished waiter records kept for reuse: a record and the allocation
-    /// inside its event cost two allocations and frees per wait, often on
-    /// two different threads.
-    spare: ArrayQueue<Arc<Waiter<T>>>,
     /// Resources dropped because the pool was closed. Statistics only.
     dropped_closed: AtomicUsize,
     /// Resources dropped because a shrink left the pool too large.
@@ -146,7 +140,6 @@ impl<T> Core<T> {
             idle: IdleStore::new(order, capacity),
             queue: SegQueue::new(),
             front: ArrayQueue::new(1),
-            spare: ArrayQueue::new(SPARE_RECORDS),
             dropped_closed: AtomicUsize::new(0),
             dropped_resized: AtomicUsize::new(0),
             emptied: Event::new(),
@@ -295,21 +288,11 @@ impl<T> Core<T> {
         self.try_grow().map(|()| Grant::Slot)
     }
 
-    /// A waiter record for a new wait, reused when one is spare.
+    /// A waiter record for a new wait. A fresh allocation: a shared cache
+    /// of finished records would be a line that every wait on every core
+    /// writes (see `implementation`).
     pub(crate) fn new_waiter(&self) -> Arc<Waiter<T>> {
-        self.spare.pop().unwrap_or_else(|| Arc::new(Waiter::new()))
-    }
-
-    /// Takes back the record of a wait that ended. It is kept for reuse only
-    /// if nobody else holds it any more: a releaser may still be between
-    /// its grant and dropping its handle, and a cancelled record may still
-    /// sit in the queue.
-    pub(crate) fn retire_waiter(&self, mut waiter: Arc<Waiter<T>>) {
-        if let Some(record) = Arc::get_mut(&mut waiter) {
-            if record.reset() {
-                let _ = self.spare.push(waiter);
-            }
-        }
+        Arc::new(Waiter::new())
     }
 
     /// Publishes a waiter record. The caller listens on it first.
@@ -320,6 +303,36 @@ impl<T> Core<T> {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         self.queue.push(waiter.clone());
         self.recheck();
+    }
+
+    /// [`register`](Self::register), unless `max` records wait already:
+    /// then `Err` with that count, and the record is not queued.
+    pub(crate) fn register_bounded(
+        &self,
+        waiter: &Arc<Waiter<T>>,
+        max: usize,
+    ) -> Result<(), usize> {
+        // SeqCst: as in `register`; a compare-exchange, so that two arrivals
+        // cannot both take the last place in line.
+        let mut current = self.waiters.load(Ordering::SeqCst);
+        loop {
+            let waiting = current & !SHRINKING;
+            if waiting >= max {
+                return Err(waiting);
+            }
+            match self.waiters.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        self.queue.push(waiter.clone());
+        self.recheck();
+        Ok(())
     }
 
     /// After a record was (re)queued: anything parked meanwhile goes to the

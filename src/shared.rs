@@ -250,6 +250,7 @@ impl<M: Manager> Shared<M> {
             acquired_immediately: 0,
             acquired_after_wait: 0,
             timeouts: 0,
+            overloaded: 0,
             created: 0,
             create_errors: 0,
             recycle_failures: 0,
