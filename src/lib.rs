@@ -1,7 +1,9 @@
 //! # quickslot
 //!
 //! A fair, lock-free async resource pool: database connections or any other
-//! reusable object, handed out with no lock on the acquire/release path.
+//! reusable object, handed out with no lock on the acquire/release fast path
+//! (a waiting acquire parks on its own `event-listener` event, whose
+//! operations take that event's lock).
 //!
 //! * Idle resources sit in a `crossbeam_queue::ArrayQueue` (or a lock-free
 //!   stack for LIFO reuse); counts are atomics; waiting uses
@@ -92,6 +94,7 @@ mod create;
 mod guard;
 mod pool;
 mod recycle;
+mod scoped;
 mod shared;
 mod upkeep;
 

@@ -877,4 +877,99 @@ mod tests {
         assert!(matches!(granted(&live), Some(Grant::Item(3))));
         assert!(waiters.is_empty());
     }
+
+    #[test]
+    fn fast_path_grow_and_wait_in_order() {
+        let core = Core::new(2, 2, ReuseOrder::Fifo);
+        assert!(matches!(core.try_acquire(), Ok(Grant::Slot)));
+        assert!(matches!(core.try_acquire(), Ok(Grant::Slot)));
+        assert!(matches!(core.try_acquire(), Err(Unavailable::Full)));
+        let first = core.new_waiter();
+        core.register(&first);
+        let second = core.new_waiter();
+        core.register(&second);
+        assert_eq!(core.waiting(), 2);
+        // While anyone waits, an arrival does not take what is released.
+        core.release(Grant::Item(1));
+        assert!(matches!(granted(&first), Some(Grant::Item(1))));
+        assert!(granted(&second).is_none());
+        // A freed slot is a grant too: the next waiter may create with it.
+        core.release(Grant::Slot);
+        assert!(matches!(granted(&second), Some(Grant::Slot)));
+        assert_eq!((core.waiting(), core.size(), core.idle_len()), (0, 2, 0));
+        core.release(Grant::Item(2));
+        assert!(
+            matches!(core.try_acquire(), Ok(Grant::Item(2))),
+            "no waiter: fast path"
+        );
+    }
+
+    #[test]
+    fn a_cancel_that_lost_the_race_passes_the_grant_on() {
+        let (core, waiters) = full_pool_with_waiters(2);
+        core.release(Grant::Item(5));
+        // The first waiter was granted, then gave up before looking.
+        core.cancel(&waiters[0]);
+        assert!(matches!(granted(&waiters[1]), Some(Grant::Item(5))));
+        assert_eq!(core.waiting(), 0);
+    }
+
+    #[test]
+    fn close_tells_every_waiter_and_drops_what_comes_back() {
+        let (core, waiters) = full_pool_with_waiters(2);
+        assert!(core.close());
+        assert!(!core.close(), "closing twice does nothing more");
+        for w in &waiters {
+            assert!(matches!(w.poll(), Outcome::Closed));
+        }
+        assert_eq!(core.waiting(), 0);
+        core.release(Grant::Item(1));
+        core.release(Grant::Slot);
+        assert_eq!(
+            (core.size(), core.idle_len(), core.dropped_closed()),
+            (0, 0, 1)
+        );
+        assert!(matches!(core.try_acquire(), Err(Unavailable::Closed)));
+    }
+
+    #[test]
+    fn resize_grows_for_waiters_and_sheds_on_release() {
+        let (core, waiters) = full_pool_with_waiters(1);
+        core.resize(3);
+        assert!(
+            matches!(granted(&waiters[0]), Some(Grant::Slot)),
+            "new room to the waiter"
+        );
+        assert_eq!(core.size(), 3);
+        core.resize(1);
+        assert_eq!(core.size(), 3, "nothing idle to drop yet");
+        core.release(Grant::Item(1));
+        core.release(Grant::Item(2));
+        assert_eq!(
+            (core.size(), core.idle_len(), core.dropped_resized()),
+            (1, 0, 2)
+        );
+        core.release(Grant::Item(3));
+        assert_eq!((core.size(), core.idle_len()), (1, 1), "fits again: kept");
+    }
+
+    #[test]
+    fn an_adopting_core_never_grants_a_slot() {
+        let core = Core::new(2, 2, ReuseOrder::Fifo).adopting();
+        assert!(matches!(core.try_acquire(), Err(Unavailable::Full)));
+        let waiter = core.new_waiter();
+        core.register(&waiter);
+        assert!(granted(&waiter).is_none(), "room to add is not a grant");
+        assert!(core.try_grow().is_ok());
+        core.release(Grant::Item(9));
+        assert!(matches!(granted(&waiter), Some(Grant::Item(9))));
+        let next = core.new_waiter();
+        core.register(&next);
+        core.release(Grant::Slot);
+        assert!(
+            granted(&next).is_none(),
+            "a freed slot only lowers the size"
+        );
+        assert_eq!(core.size(), 0);
+    }
 }
