@@ -63,7 +63,7 @@ impl<M: Manager> Builder<M> {
         }
     }
 
-    /// For [`unmanaged`](crate::unmanaged) pools: resources are only added
+    /// For `unmanaged` pools: resources are only added
     /// from outside, never created.
     pub(crate) fn adopting(mut self) -> Self {
         self.config.adopting = true;

@@ -31,7 +31,7 @@ pub(crate) struct Config {
     pub(crate) name: std::sync::Arc<str>,
     /// Record metrics (with the `metrics` feature).
     pub(crate) metrics: bool,
-    /// A pool of adopted objects ([`unmanaged`](crate::unmanaged)): it
+    /// A pool of adopted objects (the `unmanaged` pool): it
     /// never creates.
     pub(crate) adopting: bool,
     // ----- derived by `derive`, the only place that computes them -----
