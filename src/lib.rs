@@ -132,6 +132,8 @@ pub use crate::guard::Pooled;
 pub use crate::hooks::{Hook, HookFuture};
 pub use crate::idle::ReuseOrder;
 pub use crate::manager::{Manager, ResourceInfo};
+#[cfg(not(loom))]
+pub use crate::pool::WeakPool;
 pub use crate::pool::{Drained, Pool};
 pub use crate::status::{Discarded, Status};
 

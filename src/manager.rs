@@ -94,6 +94,7 @@ pub trait Manager: Send + Sync + 'static {
 /// Bookkeeping the pool keeps about each resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceInfo {
+    pub(crate) id: u64,
     pub(crate) created_at: Instant,
     pub(crate) last_returned: Option<Instant>,
     pub(crate) uses: u64,
@@ -101,13 +102,21 @@ pub struct ResourceInfo {
 }
 
 impl ResourceInfo {
-    pub(crate) fn new(created_at: Instant, lifetime: Option<Duration>) -> Self {
+    pub(crate) fn new(id: u64, created_at: Instant, lifetime: Option<Duration>) -> Self {
         Self {
+            id,
             created_at,
             last_returned: None,
             uses: 0,
             lifetime,
         }
+    }
+
+    /// A number for this resource, unique within its pool (1, 2, ... in
+    /// the order resources were made or added) and fixed for its life.
+    /// Tracing events about a resource name it as `resource`.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// This resource's own lifetime: the builder's `max_lifetime` scaled by

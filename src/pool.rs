@@ -370,6 +370,73 @@ impl<M: Manager> Pool<M> {
     }
 }
 
+/// A handle to a pool that does not keep it alive: for background tasks,
+/// caches and registries that must not hold a pool open after its owner is
+/// done with it. From [`Pool::downgrade`].
+///
+/// ```
+/// # use quickslot::{Manager, Pool};
+/// # struct M;
+/// # impl Manager for M {
+/// #     type Resource = ();
+/// #     type Error = std::convert::Infallible;
+/// #     async fn create(&self) -> Result<(), Self::Error> { Ok(()) }
+/// # }
+/// let pool = Pool::builder(M).build().unwrap();
+/// let weak = pool.downgrade();
+/// assert!(weak.upgrade().is_some());
+/// drop(pool);
+/// assert!(weak.upgrade().is_none());
+/// ```
+#[cfg(not(loom))]
+pub struct WeakPool<M: Manager> {
+    shared: crate::sync::Weak<Shared<M>>,
+}
+
+#[cfg(not(loom))]
+impl<M: Manager> WeakPool<M> {
+    /// The pool, if any [`Pool`] handle or [`Pooled`] guard still keeps it.
+    pub fn upgrade(&self) -> Option<Pool<M>> {
+        self.shared.upgrade().map(|shared| Pool { shared })
+    }
+}
+
+#[cfg(not(loom))]
+impl<M: Manager> Clone for WeakPool<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<M: Manager> fmt::Debug for WeakPool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakPool").finish_non_exhaustive()
+    }
+}
+
+#[cfg(not(loom))]
+impl<M: Manager> Pool<M> {
+    /// A [`WeakPool`]: a handle that does not keep the pool alive.
+    pub fn downgrade(&self) -> WeakPool<M> {
+        WeakPool {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+}
+
+impl<M: Manager> Pooled<M> {
+    /// The pool this guard returns its resource to (a guard keeps its pool
+    /// alive).
+    pub fn pool(this: &Self) -> Pool<M> {
+        Pool {
+            shared: Pooled::shared(this).clone(),
+        }
+    }
+}
+
 impl<M: Manager> Builder<M> {
     /// Validates the settings and makes the pool. Creates no resource and
     /// needs no runtime.

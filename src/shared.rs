@@ -41,7 +41,7 @@ use crate::leak::{Leaks, Stamp};
 use crate::manager::{Manager, ResourceInfo};
 use crate::raw::Core;
 use crate::status::{Counter, Stats, Status};
-use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 use crate::timer::Timers;
 
 /// A resource with its bookkeeping, as it sits in the pool.
@@ -168,6 +168,8 @@ pub(crate) struct Shared<M: Manager> {
     timers: Timers,
     /// The checked-out registry, with a `leak_threshold`.
     leaks: Option<Leaks>,
+    /// The last resource id given out (see [`ResourceInfo::id`]).
+    last_id: AtomicU64,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Metrics>,
 }
@@ -194,6 +196,7 @@ impl<M: Manager> Shared<M> {
             hooks,
             upkeep: UpkeepHandle::new(),
             timers: Timers::new(),
+            last_id: AtomicU64::new(0),
         }
     }
 
@@ -234,6 +237,12 @@ impl<M: Manager> Shared<M> {
     #[cfg(feature = "metrics")]
     pub(crate) fn metrics(&self) -> Option<&crate::metrics::Metrics> {
         self.metrics.as_ref()
+    }
+
+    /// The id of a new resource: unique within the pool.
+    pub(crate) fn next_id(&self) -> u64 {
+        // Relaxed: only uniqueness matters, which the RMW gives.
+        self.last_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     // ----- reports -----
@@ -309,6 +318,7 @@ impl<M: Manager> Shared<M> {
             target: "quickslot",
             pool = %self.config.name,
             reason = reason.as_str(),
+            resource = info.id,
             age = ?info.age(),
             uses = info.uses,
             "resource discarded",
@@ -345,7 +355,11 @@ impl<M: Manager> Shared<M> {
     #[cold]
     fn stamp(&self, record: &mut Record<M::Resource>, caller: Option<&'static Location<'static>>) {
         let at = Instant::now();
-        let ticket = self.leaks.as_ref().map(|leaks| leaks.insert(at, caller));
+        let id = record.info.id;
+        let ticket = self
+            .leaks
+            .as_ref()
+            .map(|leaks| leaks.insert(id, at, caller));
         record.stamp = Some(Stamp { at, ticket });
     }
 
@@ -453,6 +467,11 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
     }
 
     pub(crate) fn shared(&self) -> &Shared<M> {
+        &self.parts().0
+    }
+
+    /// The pool handle this token holds.
+    pub(crate) fn handle(&self) -> &P {
         &self.parts().0
     }
 
