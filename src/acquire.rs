@@ -18,7 +18,7 @@ use crate::error::{Error, TimeoutPhase, TryAcquireError};
 use crate::guard::Pooled;
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::manager::Manager;
-use crate::raw::{Core, Unavailable};
+use crate::raw::{Core, Sink, Unavailable};
 use crate::recycle::{recycle, Recycled};
 use crate::shared::{Entry, Held, Reason, Shared, Slot};
 use crate::status::Counter;
@@ -301,13 +301,13 @@ pub(crate) fn try_acquire<M: Manager>(
 }
 
 /// A queued waiter; leaves the line if dropped before it is served.
-struct Registration<'a, T> {
-    core: &'a Core<T>,
+struct Registration<'a, T, S: Sink<T>> {
+    core: &'a Core<T, S>,
     waiter: &'a Arc<Waiter<T>>,
     done: bool,
 }
 
-impl<T> Drop for Registration<'_, T> {
+impl<T, S: Sink<T>> Drop for Registration<'_, T, S> {
     fn drop(&mut self) {
         if !self.done {
             self.core.cancel(self.waiter);

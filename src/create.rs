@@ -61,6 +61,7 @@ pub(crate) async fn create<M: Manager>(
                     .await
                 {
                     shared.count_discard(Reason::Hook(kind), &entry.info);
+                    shared.manager().detach(&mut entry.resource);
                     return Err(CreateFail::Hook(kind, e));
                 }
             }

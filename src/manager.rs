@@ -89,6 +89,22 @@ pub trait Manager: Send + Sync + 'static {
         let _ = resource;
         false
     }
+
+    /// Called exactly once for every resource that leaves the pool for
+    /// good, just before it is dropped: broken, expired, rejected by a
+    /// recycle, a hook or [`Pool::retain`](crate::Pool::retain), shed by a
+    /// shrink, dropped at close or with the pool, dropped because user code
+    /// panicked while the pool held it, and also just before
+    /// [`Pooled::detach`](crate::Pooled::detach) hands it to its user. For
+    /// unregistering per-object state (a statement cache registry, a
+    /// metrics label). The default does nothing.
+    ///
+    /// It runs synchronously wherever the resource leaves (in a guard's
+    /// `Drop`, in `close`, in the upkeep task). If it panics, the slot is
+    /// freed all the same and the resource dropped.
+    fn detach(&self, resource: &mut Self::Resource) {
+        let _ = resource;
+    }
 }
 
 /// Bookkeeping the pool keeps about each resource.

@@ -83,7 +83,7 @@ pub(crate) enum Unavailable {
 }
 
 #[derive(Debug)]
-pub(crate) struct Core<T> {
+pub(crate) struct Core<T, S: Sink<T> = JustDrop> {
     /// `size | CLOSED`. Written on grow, shrink and close only.
     state: CachePadded<AtomicUsize>,
     /// Read on every fast-path acquire; written only by waiters.
@@ -105,31 +105,60 @@ pub(crate) struct Core<T> {
     dropped_resized: AtomicUsize,
     /// Notified when a closed pool's size reaches zero (for `drain`).
     emptied: Event,
+    /// Takes every item the core drops itself (closed, shed, left idle when
+    /// the core is dropped).
+    sink: S,
     /// Whether a free slot is worth something to a waiter (it may create).
     /// False for a pool of adopted objects: only items are handed to
     /// waiters, and a freed slot just lowers the size.
     creates: bool,
     /// Unit tests: run once while a compaction holds a live record.
     #[cfg(test)]
-    hold_hook: std::sync::Mutex<Option<HoldHook<T>>>,
+    hold_hook: std::sync::Mutex<Option<HoldHook<T, S>>>,
 }
 
 #[cfg(test)]
-type HoldFn<T> = dyn FnOnce(&Core<T>) + Send;
+type HoldFn<T, S> = dyn FnOnce(&Core<T, S>) + Send;
 
 #[cfg(test)]
-struct HoldHook<T>(Box<HoldFn<T>>);
+struct HoldHook<T, S: Sink<T>>(Box<HoldFn<T, S>>);
 
 #[cfg(test)]
-impl<T> std::fmt::Debug for HoldHook<T> {
+impl<T, S: Sink<T>> std::fmt::Debug for HoldHook<T, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HoldHook")
     }
 }
 
+/// Where the core's own drops go: the pool passes each item to its
+/// manager's `detach` first.
+pub(crate) trait Sink<T>: Send + Sync {
+    /// Takes an item that leaves the pool for good. Called after its slot
+    /// was released, so a panic here costs no capacity.
+    fn drop_item(&self, item: T);
+}
+
+/// The plain sink: drops the item.
+#[derive(Debug, Default)]
+pub(crate) struct JustDrop;
+
+impl<T> Sink<T> for JustDrop {
+    fn drop_item(&self, item: T) {
+        drop(item);
+    }
+}
+
+#[cfg(any(test, loom))]
 impl<T> Core<T> {
     /// `capacity` (at least `max_size`) bounds every later resize.
     pub(crate) fn new(max_size: usize, capacity: usize, order: ReuseOrder) -> Self {
+        Self::with_sink(max_size, capacity, order, JustDrop)
+    }
+}
+
+impl<T, S: Sink<T>> Core<T, S> {
+    /// [`new`](Core::new), with `sink` taking the items the core drops.
+    pub(crate) fn with_sink(max_size: usize, capacity: usize, order: ReuseOrder, sink: S) -> Self {
         debug_assert!(max_size <= capacity);
         Self {
             state: CachePadded::new(AtomicUsize::new(0)),
@@ -143,6 +172,7 @@ impl<T> Core<T> {
             dropped_closed: AtomicUsize::new(0),
             dropped_resized: AtomicUsize::new(0),
             emptied: Event::new(),
+            sink,
             creates: true,
             #[cfg(test)]
             hold_hook: std::sync::Mutex::new(None),
@@ -155,6 +185,11 @@ impl<T> Core<T> {
     pub(crate) fn adopting(mut self) -> Self {
         self.creates = false;
         self
+    }
+
+    /// The sink of the items the core drops.
+    pub(crate) fn sink(&self) -> &S {
+        &self.sink
     }
 
     // ----- counts -----
@@ -547,9 +582,9 @@ impl<T> Core<T> {
                     // slot, so this cannot happen; if it ever did, dropping
                     // the item and its slot keeps the counts exact.
                     debug_assert!(false, "the idle store overflowed: a slot was counted twice");
-                    drop(item);
                     // SeqCst: as in `try_grow`.
                     self.state.fetch_sub(1, Ordering::SeqCst);
+                    self.sink.drop_item(item);
                 }
             }
             Grant::Slot => {
@@ -641,7 +676,7 @@ impl<T> Core<T> {
             if let Grant::Item(item) = grant {
                 // Relaxed: statistics only.
                 self.dropped_resized.fetch_add(1, Ordering::Relaxed);
-                drop(item);
+                self.sink.drop_item(item);
             }
             return Ok(());
         }
@@ -681,7 +716,7 @@ impl<T> Core<T> {
             }
             // Relaxed: statistics only.
             self.dropped_resized.fetch_add(1, Ordering::Relaxed);
-            drop(item);
+            self.sink.drop_item(item);
         }
         self.settle_over();
     }
@@ -747,18 +782,27 @@ impl<T> Core<T> {
     }
 
     fn discard_closed(&self, grant: Grant<T>) {
+        // SeqCst: as in `try_grow`.
+        self.state.fetch_sub(1, Ordering::SeqCst);
         if let Grant::Item(item) = grant {
             // Relaxed: statistics only.
             self.dropped_closed.fetch_add(1, Ordering::Relaxed);
-            drop(item);
+            self.sink.drop_item(item);
         }
-        // SeqCst: as in `try_grow`.
-        self.state.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<T, S: Sink<T>> Drop for Core<T, S> {
+    /// The items still idle leave with the core, through the sink.
+    fn drop(&mut self) {
+        while let Some(item) = self.idle.pop() {
+            self.sink.drop_item(item);
+        }
     }
 }
 
 #[cfg(test)]
-impl<T> Core<T> {
+impl<T, S: Sink<T>> Core<T, S> {
     fn run_hold_hook(&self) {
         let hook = self.hold_hook.lock().unwrap().take();
         if let Some(HoldHook(hook)) = hook {
