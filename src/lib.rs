@@ -17,6 +17,15 @@
 //!   no slot and no hand-off.
 //! * **Typed errors**: a failed create is returned at once, a timeout names
 //!   its phase and the last error seen.
+//! * **Async and blocking on one line**: [`Pool::acquire`] and
+//!   [`Pool::acquire_blocking`] (plain threads, `spawn_blocking`) wait in the
+//!   same FIFO line; [`Pool::with`] and [`Pool::with_blocking`] scope a use.
+//! * **No capacity lost to panics**: a panic in user code on any pool path
+//!   drops the resource it touched and frees its slot.
+//! * **Overload control**: [`Builder::max_waiters`] bounds the line.
+//! * **For pool crates**: [`unmanaged::Pool`] for objects you make yourself,
+//!   any printable `Manager::Error`, [`Manager::detach`], [`Pool::downgrade`],
+//!   [`ResourceInfo::id`]. How it is built: [`implementation`].
 //! * Checked with `loom` (see `loom-tests/`) and fuzzed (see `fuzz/`).
 //!
 //! ```
@@ -48,7 +57,6 @@
 //! |---|---|
 //! | `postgres` | the [`tokio-postgres`](https://docs.rs/tokio-postgres) adapter, module `postgres` (connection manager, statement cache, tracked transactions, `PG*` environment parsing) |
 //! | `metrics` | gauges and histograms through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) and `Pool::publish_metrics` |
-//! | `fuzzing` | the deterministic fuzz and replay harness used by `fuzz/` and the tests; hidden from these docs and not part of the stable API |
 //!
 //! Items that need a feature say so in their documentation.
 //!
