@@ -18,7 +18,7 @@ use crate::error::{Error, TimeoutPhase, TryAcquireError};
 use crate::guard::Pooled;
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::manager::Manager;
-use crate::raw::{Core, Unavailable};
+use crate::raw::{Core, Sink, Unavailable};
 use crate::recycle::{recycle, Recycled};
 use crate::shared::{Entry, Held, Reason, Shared, Slot};
 use crate::status::Counter;
@@ -217,12 +217,20 @@ async fn wait<M: Manager>(
 ) -> Result<Grant<Entry<M::Resource>>, Error<M::Error>> {
     let core = shared.core();
     let waiter = core.new_waiter();
+    match shared.config().max_waiters {
+        None => core.register(&waiter),
+        Some(max) => {
+            if let Err(waiting) = core.register_bounded(&waiter, max) {
+                shared.stats().add(Counter::Overloaded, 1);
+                return Err(Error::Overloaded { waiting });
+            }
+        }
+    }
     let mut registration = Registration {
         core,
         waiter: &waiter,
         done: false,
     };
-    core.register(&waiter);
     // Listen, re-check, wait: the record's one notification comes after its
     // state changed, so a change before `listener!` is seen by the re-check
     // and one after it wakes the listener. The listener lives in this future
@@ -243,7 +251,7 @@ async fn wait<M: Manager>(
     };
     registration.done = true;
     drop(registration);
-    core.retire_waiter(waiter);
+    drop(waiter);
     result
 }
 
@@ -293,13 +301,13 @@ pub(crate) fn try_acquire<M: Manager>(
 }
 
 /// A queued waiter; leaves the line if dropped before it is served.
-struct Registration<'a, T> {
-    core: &'a Core<T>,
+struct Registration<'a, T, S: Sink<T>> {
+    core: &'a Core<T, S>,
     waiter: &'a Arc<Waiter<T>>,
     done: bool,
 }
 
-impl<T> Drop for Registration<'_, T> {
+impl<T, S: Sink<T>> Drop for Registration<'_, T, S> {
     fn drop(&mut self) {
         if !self.done {
             self.core.cancel(self.waiter);

@@ -25,6 +25,7 @@ use tokio::runtime::Handle;
 use crate::error::Error;
 use crate::guard::Pooled;
 use crate::manager::Manager;
+use crate::pool::Pool;
 use crate::shared::Shared;
 use crate::sync::Arc;
 
@@ -92,4 +93,94 @@ pub(crate) fn acquire<M: Manager>(
     #[cfg(debug_assertions)]
     check_not_async(&handle);
     handle.block_on(fut)
+}
+
+impl<M: Manager> Pool<M> {
+    /// [`acquire`](Self::acquire) for synchronous code: blocks the calling
+    /// thread until a resource is handed out, under the builder's
+    /// `acquire_timeout`. For plain threads (r2d2-style) and
+    /// `tokio::task::spawn_blocking`; never call it from an async task.
+    ///
+    /// A blocking acquire waits in the same line as async acquires: waiters
+    /// of both kinds are served in arrival order, with the same deadline
+    /// semantics, errors and cancel-free guarantees. An acquire served at
+    /// once costs about what `acquire` does. When it has to wait, create or
+    /// recycle, it runs the pool's async machinery on the current Tokio
+    /// runtime (inside `spawn_blocking`, or on a thread that entered a
+    /// runtime) or, on a thread with no runtime, on a small runtime of
+    /// quickslot's own (one thread, started on first use, with Tokio's time
+    /// and, when enabled, I/O drivers). So managers that need Tokio's I/O,
+    /// such as the PostgreSQL adapter's, work from plain threads too; their
+    /// connection tasks then run on that runtime.
+    ///
+    /// ```
+    /// use quickslot::{Manager, Pool};
+    ///
+    /// struct Counter;
+    ///
+    /// impl Manager for Counter {
+    ///     type Resource = u32;
+    ///     type Error = String;
+    ///
+    ///     async fn create(&self) -> Result<u32, String> {
+    ///         Ok(0)
+    ///     }
+    /// }
+    ///
+    /// // No runtime anywhere: plain threads sharing one pool, r2d2-style.
+    /// let pool = Pool::builder(Counter).max_size(2).build().unwrap();
+    /// let workers: Vec<_> = (0..4)
+    ///     .map(|_| {
+    ///         let pool = pool.clone();
+    ///         std::thread::spawn(move || {
+    ///             for _ in 0..100 {
+    ///                 let mut n = pool.acquire_blocking().unwrap();
+    ///                 *n += 1;
+    ///             }
+    ///         })
+    ///     })
+    ///     .collect();
+    /// for w in workers {
+    ///     w.join().unwrap();
+    /// }
+    /// let total: u32 = [pool.acquire_blocking().unwrap(), pool.acquire_blocking().unwrap()]
+    ///     .iter()
+    ///     .map(|n| **n)
+    ///     .sum();
+    /// assert_eq!(total, 400);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// # Panics
+    ///
+    /// When called on a thread that drives async tasks (a Tokio runtime
+    /// worker, or inside `block_on`): in debug builds with a message naming
+    /// the mistake, in release builds with Tokio's own.
+    #[track_caller]
+    pub fn acquire_blocking(&self) -> Result<Pooled<M>, Error<M::Error>> {
+        let caller = self.caller();
+        acquire(&self.shared, self.shared.config().acquire_timeout, caller)
+    }
+
+    /// [`acquire_blocking`](Self::acquire_blocking) with this deadline
+    /// instead of the builder's `acquire_timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// # Panics
+    ///
+    /// As [`acquire_blocking`](Self::acquire_blocking).
+    #[track_caller]
+    pub fn acquire_blocking_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Pooled<M>, Error<M::Error>> {
+        let caller = self.caller();
+        acquire(&self.shared, Some(timeout), caller)
+    }
 }

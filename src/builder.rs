@@ -63,7 +63,7 @@ impl<M: Manager> Builder<M> {
         }
     }
 
-    /// For [`unmanaged`](crate::unmanaged) pools: resources are only added
+    /// For `unmanaged` pools: resources are only added
     /// from outside, never created.
     pub(crate) fn adopting(mut self) -> Self {
         self.config.adopting = true;
@@ -118,6 +118,36 @@ impl<M: Manager> Builder<M> {
     /// found on checkout. Default: `None`.
     pub fn max_lifetime(mut self, lifetime: impl Into<Option<Duration>>) -> Self {
         self.config.max_lifetime = lifetime.into();
+        self
+    }
+
+    /// The most acquires that may wait in line at once. An acquire that
+    /// would be waiter `max + 1` fails at once with
+    /// [`Error::Overloaded`](crate::Error::Overloaded) (counted in
+    /// [`Status::overloaded`](crate::Status::overloaded)) instead of joining
+    /// a line too long to be served before its deadline: under overload a
+    /// service refuses some requests at once rather than failing all of
+    /// them at their timeouts. An acquire served at once (an idle resource,
+    /// a free slot) is never refused. `Some(0)` means "never wait". Default:
+    /// `None` (unbounded).
+    ///
+    /// ```
+    /// # use quickslot::{Error, Manager, Pool};
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Resource = ();
+    /// #     type Error = std::convert::Infallible;
+    /// #     async fn create(&self) -> Result<(), Self::Error> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = Pool::builder(M).max_size(1).max_waiters(0).build().unwrap();
+    /// let held = pool.acquire().await.unwrap();
+    /// assert!(matches!(pool.acquire().await, Err(Error::Overloaded { waiting: 0, .. })));
+    /// drop(held);
+    /// # }
+    /// ```
+    pub fn max_waiters(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.config.max_waiters = max.into();
         self
     }
 

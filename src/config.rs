@@ -22,6 +22,7 @@ pub(crate) struct Config {
     pub(crate) reuse_order: ReuseOrder,
     pub(crate) track_idle_time: bool,
     pub(crate) min_idle: usize,
+    pub(crate) max_waiters: Option<usize>,
     pub(crate) max_size_limit: Option<usize>,
     pub(crate) keepalive_interval: Option<Duration>,
     pub(crate) leak_threshold: Option<Duration>,
@@ -30,7 +31,7 @@ pub(crate) struct Config {
     pub(crate) name: std::sync::Arc<str>,
     /// Record metrics (with the `metrics` feature).
     pub(crate) metrics: bool,
-    /// A pool of adopted objects ([`unmanaged`](crate::unmanaged)): it
+    /// A pool of adopted objects (the `unmanaged` pool): it
     /// never creates.
     pub(crate) adopting: bool,
     // ----- derived by `derive`, the only place that computes them -----
@@ -111,6 +112,7 @@ impl Default for Config {
             reuse_order: ReuseOrder::Fifo,
             track_idle_time: false,
             min_idle: 0,
+            max_waiters: None,
             max_size_limit: None,
             keepalive_interval: None,
             leak_threshold: None,

@@ -52,7 +52,8 @@ pub(crate) async fn create<M: Manager>(
                 .create()
                 .await
                 .map_err(CreateFail::Manager)?;
-            let info = ResourceInfo::new(Instant::now(), config.max_lifetime.map(jittered));
+            let lifetime = config.max_lifetime.map(jittered);
+            let info = ResourceInfo::new(shared.next_id(), Instant::now(), lifetime);
             let mut entry = Record::new(resource, info);
             if let Some(hook) = &shared.hooks().post_create {
                 if let Err((kind, e)) = hook
@@ -60,6 +61,7 @@ pub(crate) async fn create<M: Manager>(
                     .await
                 {
                     shared.count_discard(Reason::Hook(kind), &entry.info);
+                    shared.manager().detach(&mut entry.resource);
                     return Err(CreateFail::Hook(kind, e));
                 }
             }
@@ -74,7 +76,8 @@ pub(crate) async fn create<M: Manager>(
     match &created {
         Ok(_) => {
             stats.add(Counter::Created, 1);
-            tracing::debug!(target: "quickslot", pool = %config.name, "resource created");
+            let id = created.as_ref().map_or(0, |entry| entry.info.id);
+            tracing::debug!(target: "quickslot", pool = %config.name, resource = id, "resource created");
         }
         Err(fail) => {
             stats.add(Counter::CreateErrors, 1);

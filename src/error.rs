@@ -27,6 +27,13 @@ pub enum Error<E> {
     },
     /// The pool is closed.
     Closed,
+    /// The line was full: [`Builder::max_waiters`](crate::Builder::max_waiters)
+    /// acquires were waiting already, so this one was refused at once.
+    #[non_exhaustive]
+    Overloaded {
+        /// How many acquires were waiting.
+        waiting: usize,
+    },
     /// A hook set on the [`Builder`](crate::Builder) failed. The resource it
     /// ran on was dropped and its slot freed; the error is returned at once.
     #[non_exhaustive]
@@ -49,7 +56,7 @@ impl<E> Error<E> {
         match self {
             Self::Create(e) => Some(e),
             Self::Timeout { last_error, .. } => last_error.as_ref(),
-            Self::Closed | Self::Hook { .. } => None,
+            Self::Closed | Self::Hook { .. } | Self::Overloaded { .. } => None,
         }
     }
 
@@ -70,6 +77,12 @@ impl<E> fmt::Display for Error<E> {
             Self::Create(_) => f.write_str("creating a pooled resource failed"),
             Self::Timeout { phase, .. } => write!(f, "timed out while {phase}"),
             Self::Closed => f.write_str("the pool is closed"),
+            Self::Overloaded { waiting } => {
+                write!(
+                    f,
+                    "the pool is overloaded: {waiting} acquires are waiting already"
+                )
+            }
             Self::Hook { hook, .. } => write!(f, "the {hook} hook failed"),
         }
     }

@@ -78,6 +78,11 @@ impl<M: Manager> Pooled<M> {
         this.held.shared().set_caller(this.held.record(), caller);
     }
 
+    /// The handle of the pool this guard returns to.
+    pub(crate) fn shared(this: &Self) -> &Arc<Shared<M>> {
+        this.held.handle()
+    }
+
     /// The pool's bookkeeping for this resource.
     pub fn info(this: &Self) -> &ResourceInfo {
         &this.held.record().info

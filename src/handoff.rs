@@ -75,21 +75,6 @@ impl<T> Waiter<T> {
         }
     }
 
-    /// Makes a finished record ready for another wait. Needs exclusive
-    /// access, which the caller proved with `Arc::get_mut`. Returns false
-    /// (do not reuse) if the record still holds a grant, which the wait
-    /// protocol never leaves behind.
-    pub(crate) fn reset(&mut self) -> bool {
-        // SAFETY: `&mut self` is exclusive access to the cell.
-        let empty = self.cell.with_mut(|cell| unsafe { (*cell).is_none() });
-        debug_assert!(empty, "a finished waiter record still holds a grant");
-        // Relaxed: we hold the only handle; the record is published again
-        // only through the queue push and the SeqCst count in `register`,
-        // which order this store before any other reader.
-        self.state.store(WAITING, Ordering::Relaxed);
-        empty
-    }
-
     /// The record's event, notified once, after its state leaves WAITING.
     /// Waiters listen, re-check the state, then wait.
     pub(crate) fn event(&self) -> &Event {

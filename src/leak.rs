@@ -24,6 +24,7 @@ pub(crate) struct Stamp {
 
 #[derive(Debug)]
 struct Checkout {
+    resource: u64,
     at: Instant,
     caller: Option<&'static Location<'static>>,
     backtrace: Option<Backtrace>,
@@ -47,6 +48,8 @@ pub(crate) struct Leaks {
 /// One checkout held past the threshold.
 #[derive(Debug)]
 pub(crate) struct Report {
+    /// The resource's id ([`ResourceInfo::id`](crate::ResourceInfo::id)).
+    pub(crate) resource: u64,
     pub(crate) held: Duration,
     pub(crate) caller: Option<&'static Location<'static>>,
     pub(crate) backtrace: Option<String>,
@@ -65,7 +68,12 @@ impl Leaks {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn insert(&self, at: Instant, caller: Option<&'static Location<'static>>) -> u64 {
+    pub(crate) fn insert(
+        &self,
+        resource: u64,
+        at: Instant,
+        caller: Option<&'static Location<'static>>,
+    ) -> u64 {
         let backtrace = self.backtrace.then(Backtrace::capture);
         let mut inner = self.lock();
         let ticket = inner.next;
@@ -73,6 +81,7 @@ impl Leaks {
         inner.out.insert(
             ticket,
             Checkout {
+                resource,
                 at,
                 caller,
                 backtrace,
@@ -103,6 +112,7 @@ impl Leaks {
             .map(|c| {
                 c.reported = true;
                 Report {
+                    resource: c.resource,
                     held: now.saturating_duration_since(c.at),
                     caller: c.caller,
                     backtrace: c

@@ -1,7 +1,9 @@
 //! # quickslot
 //!
 //! A fair, lock-free async resource pool: database connections or any other
-//! reusable object, handed out with no lock on the acquire/release path.
+//! reusable object, handed out with no lock on the acquire/release fast path
+//! (a waiting acquire parks on its own `event-listener` event, whose
+//! operations take that event's lock).
 //!
 //! * Idle resources sit in a `crossbeam_queue::ArrayQueue` (or a lock-free
 //!   stack for LIFO reuse); counts are atomics; waiting uses
@@ -15,6 +17,15 @@
 //!   no slot and no hand-off.
 //! * **Typed errors**: a failed create is returned at once, a timeout names
 //!   its phase and the last error seen.
+//! * **Async and blocking on one line**: [`Pool::acquire`] and
+//!   [`Pool::acquire_blocking`] (plain threads, `spawn_blocking`) wait in the
+//!   same FIFO line; [`Pool::with`] and [`Pool::with_blocking`] scope a use.
+//! * **No capacity lost to panics**: a panic in user code on any pool path
+//!   drops the resource it touched and frees its slot.
+//! * **Overload control**: [`Builder::max_waiters`] bounds the line.
+//! * **For pool crates**: [`unmanaged::Pool`] for objects you make yourself,
+//!   any printable `Manager::Error`, [`Manager::detach`], [`Pool::downgrade`],
+//!   [`ResourceInfo::id`]. How it is built: [`implementation`].
 //! * Checked with `loom` (see `loom-tests/`) and fuzzed (see `fuzz/`).
 //!
 //! ```
@@ -47,7 +58,6 @@
 //! | `postgres` | the [`tokio-postgres`](https://docs.rs/tokio-postgres) adapter, module `postgres` (connection manager, statement cache, tracked transactions, `PG*` environment parsing) |
 //! | `sqlite` | the [`rusqlite`](https://docs.rs/rusqlite) adapter, module `sqlite`, with SQLite compiled in (checked settings such as WAL and the busy timeout, in-memory databases, `interact` on Tokio's blocking pool) |
 //! | `metrics` | gauges and histograms through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) and `Pool::publish_metrics` |
-//! | `fuzzing` | the deterministic fuzz and replay harness used by `fuzz/` and the tests; hidden from these docs and not part of the stable API |
 //!
 //! Items that need a feature say so in their documentation.
 //!
@@ -93,6 +103,7 @@ mod create;
 mod guard;
 mod pool;
 mod recycle;
+mod scoped;
 mod shared;
 mod upkeep;
 
@@ -133,6 +144,8 @@ pub use crate::guard::Pooled;
 pub use crate::hooks::{Hook, HookFuture};
 pub use crate::idle::ReuseOrder;
 pub use crate::manager::{Manager, ResourceInfo};
+#[cfg(not(loom))]
+pub use crate::pool::WeakPool;
 pub use crate::pool::{Drained, Pool};
 pub use crate::status::{Discarded, Status};
 

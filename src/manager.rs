@@ -89,11 +89,28 @@ pub trait Manager: Send + Sync + 'static {
         let _ = resource;
         false
     }
+
+    /// Called exactly once for every resource that leaves the pool for
+    /// good, just before it is dropped: broken, expired, rejected by a
+    /// recycle, a hook or [`Pool::retain`](crate::Pool::retain), shed by a
+    /// shrink, dropped at close or with the pool, dropped because user code
+    /// panicked while the pool held it, and also just before
+    /// [`Pooled::detach`](crate::Pooled::detach) hands it to its user. For
+    /// unregistering per-object state (a statement cache registry, a
+    /// metrics label). The default does nothing.
+    ///
+    /// It runs synchronously wherever the resource leaves (in a guard's
+    /// `Drop`, in `close`, in the upkeep task). If it panics, the slot is
+    /// freed all the same and the resource dropped.
+    fn detach(&self, resource: &mut Self::Resource) {
+        let _ = resource;
+    }
 }
 
 /// Bookkeeping the pool keeps about each resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceInfo {
+    pub(crate) id: u64,
     pub(crate) created_at: Instant,
     pub(crate) last_returned: Option<Instant>,
     pub(crate) uses: u64,
@@ -101,13 +118,21 @@ pub struct ResourceInfo {
 }
 
 impl ResourceInfo {
-    pub(crate) fn new(created_at: Instant, lifetime: Option<Duration>) -> Self {
+    pub(crate) fn new(id: u64, created_at: Instant, lifetime: Option<Duration>) -> Self {
         Self {
+            id,
             created_at,
             last_returned: None,
             uses: 0,
             lifetime,
         }
+    }
+
+    /// A number for this resource, unique within its pool (1, 2, ... in
+    /// the order resources were made or added) and fixed for its life.
+    /// Tracing events about a resource name it as `resource`.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// This resource's own lifetime: the builder's `max_lifetime` scaled by

@@ -144,7 +144,7 @@ impl<M: Manager> Pool<M> {
     /// leak detection is on.
     #[track_caller]
     #[inline]
-    fn caller(&self) -> Option<&'static Location<'static>> {
+    pub(crate) fn caller(&self) -> Option<&'static Location<'static>> {
         if self.shared.leaks().is_some() {
             Some(Location::caller())
         } else {
@@ -186,179 +186,6 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn try_acquire(&self) -> Result<Pooled<M>, TryAcquireError> {
         crate::acquire::try_acquire(&self.shared, self.caller())
-    }
-
-    /// [`acquire`](Self::acquire) for synchronous code: blocks the calling
-    /// thread until a resource is handed out, under the builder's
-    /// `acquire_timeout`. For plain threads (r2d2-style) and
-    /// `tokio::task::spawn_blocking`; never call it from an async task.
-    ///
-    /// A blocking acquire waits in the same line as async acquires: waiters
-    /// of both kinds are served in arrival order, with the same deadline
-    /// semantics, errors and cancel-free guarantees. An acquire served at
-    /// once costs about what `acquire` does. When it has to wait, create or
-    /// recycle, it runs the pool's async machinery on the current Tokio
-    /// runtime (inside `spawn_blocking`, or on a thread that entered a
-    /// runtime) or, on a thread with no runtime, on a small runtime of
-    /// quickslot's own (one thread, started on first use, with Tokio's time
-    /// and, when enabled, I/O drivers). So managers that need Tokio's I/O,
-    /// such as the PostgreSQL adapter's, work from plain threads too; their
-    /// connection tasks then run on that runtime.
-    ///
-    /// ```
-    /// use quickslot::{Manager, Pool};
-    ///
-    /// struct Counter;
-    ///
-    /// impl Manager for Counter {
-    ///     type Resource = u32;
-    ///     type Error = String;
-    ///
-    ///     async fn create(&self) -> Result<u32, String> {
-    ///         Ok(0)
-    ///     }
-    /// }
-    ///
-    /// // No runtime anywhere: plain threads sharing one pool, r2d2-style.
-    /// let pool = Pool::builder(Counter).max_size(2).build().unwrap();
-    /// let workers: Vec<_> = (0..4)
-    ///     .map(|_| {
-    ///         let pool = pool.clone();
-    ///         std::thread::spawn(move || {
-    ///             for _ in 0..100 {
-    ///                 let mut n = pool.acquire_blocking().unwrap();
-    ///                 *n += 1;
-    ///             }
-    ///         })
-    ///     })
-    ///     .collect();
-    /// for w in workers {
-    ///     w.join().unwrap();
-    /// }
-    /// let total: u32 = [pool.acquire_blocking().unwrap(), pool.acquire_blocking().unwrap()]
-    ///     .iter()
-    ///     .map(|n| **n)
-    ///     .sum();
-    /// assert_eq!(total, 400);
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`acquire`](Self::acquire).
-    ///
-    /// # Panics
-    ///
-    /// When called on a thread that drives async tasks (a Tokio runtime
-    /// worker, or inside `block_on`): in debug builds with a message naming
-    /// the mistake, in release builds with Tokio's own.
-    #[track_caller]
-    pub fn acquire_blocking(&self) -> Result<Pooled<M>, Error<M::Error>> {
-        let caller = self.caller();
-        crate::blocking::acquire(&self.shared, self.shared.config().acquire_timeout, caller)
-    }
-
-    /// [`acquire_blocking`](Self::acquire_blocking) with this deadline
-    /// instead of the builder's `acquire_timeout`.
-    ///
-    /// # Errors
-    ///
-    /// As [`acquire`](Self::acquire).
-    ///
-    /// # Panics
-    ///
-    /// As [`acquire_blocking`](Self::acquire_blocking).
-    #[track_caller]
-    pub fn acquire_blocking_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<Pooled<M>, Error<M::Error>> {
-        let caller = self.caller();
-        crate::blocking::acquire(&self.shared, Some(timeout), caller)
-    }
-
-    /// Runs `f` on a checked-out resource and returns it to the pool
-    /// (Haskell resource-pool's `withResource`): acquires, awaits
-    /// `f(&mut resource)`, gives the resource back, returns `f`'s result.
-    ///
-    /// If `f` panics, the resource is dropped (its state is unknown), its
-    /// slot freed, and the panic goes on to the caller.
-    ///
-    /// ```
-    /// # use quickslot::{Manager, Pool};
-    /// # struct M;
-    /// # impl Manager for M {
-    /// #     type Resource = Vec<u8>;
-    /// #     type Error = std::convert::Infallible;
-    /// #     async fn create(&self) -> Result<Vec<u8>, Self::Error> { Ok(Vec::new()) }
-    /// # }
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let pool = Pool::builder(M).max_size(1).build().unwrap();
-    /// let len = pool
-    ///     .with(async |buf: &mut Vec<u8>| {
-    ///         buf.extend_from_slice(b"hello");
-    ///         buf.len()
-    ///     })
-    ///     .await
-    ///     .unwrap();
-    /// assert_eq!(len, 5);
-    /// assert_eq!(pool.status().idle, 1);
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`acquire`](Self::acquire); `f` itself cannot fail the call (let
-    /// it return a `Result`).
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropped while acquiring: as [`acquire`](Self::acquire). Dropped while
-    /// `f` runs: `f` is dropped mid-way, so the resource's state is unknown:
-    /// it is dropped and its slot freed, as after a panic.
-    pub async fn with<T>(
-        &self,
-        f: impl AsyncFnOnce(&mut M::Resource) -> T,
-    ) -> Result<T, Error<M::Error>> {
-        let mut scope = Scope(Some(self.acquire().await?));
-        let out = f(scope.resource()).await;
-        scope.finish();
-        Ok(out)
-    }
-
-    /// The blocking twin of [`with`](Self::with): acquires with
-    /// [`acquire_blocking`](Self::acquire_blocking), runs `f`, returns the
-    /// resource and `f`'s result. If `f` panics, the resource is dropped and
-    /// its slot freed, and the panic goes on.
-    ///
-    /// ```
-    /// # use quickslot::{Manager, Pool};
-    /// # struct M;
-    /// # impl Manager for M {
-    /// #     type Resource = String;
-    /// #     type Error = String;
-    /// #     async fn create(&self) -> Result<String, String> { Ok(String::new()) }
-    /// # }
-    /// let pool = Pool::builder(M).build().unwrap();
-    /// let n = pool.with_blocking(|s| { s.push('x'); s.len() }).unwrap();
-    /// assert_eq!(n, 1);
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`acquire`](Self::acquire).
-    ///
-    /// # Panics
-    ///
-    /// As [`acquire_blocking`](Self::acquire_blocking), and when `f` panics.
-    #[track_caller]
-    pub fn with_blocking<T>(
-        &self,
-        f: impl FnOnce(&mut M::Resource) -> T,
-    ) -> Result<T, Error<M::Error>> {
-        let mut scope = Scope(Some(self.acquire_blocking()?));
-        let out = f(scope.resource());
-        scope.finish();
-        Ok(out)
     }
 
     /// A snapshot of the pool's gauges and counters.
@@ -543,6 +370,73 @@ impl<M: Manager> Pool<M> {
     }
 }
 
+/// A handle to a pool that does not keep it alive: for background tasks,
+/// caches and registries that must not hold a pool open after its owner is
+/// done with it. From [`Pool::downgrade`].
+///
+/// ```
+/// # use quickslot::{Manager, Pool};
+/// # struct M;
+/// # impl Manager for M {
+/// #     type Resource = ();
+/// #     type Error = std::convert::Infallible;
+/// #     async fn create(&self) -> Result<(), Self::Error> { Ok(()) }
+/// # }
+/// let pool = Pool::builder(M).build().unwrap();
+/// let weak = pool.downgrade();
+/// assert!(weak.upgrade().is_some());
+/// drop(pool);
+/// assert!(weak.upgrade().is_none());
+/// ```
+#[cfg(not(loom))]
+pub struct WeakPool<M: Manager> {
+    shared: crate::sync::Weak<Shared<M>>,
+}
+
+#[cfg(not(loom))]
+impl<M: Manager> WeakPool<M> {
+    /// The pool, if any [`Pool`] handle or [`Pooled`] guard still keeps it.
+    pub fn upgrade(&self) -> Option<Pool<M>> {
+        self.shared.upgrade().map(|shared| Pool { shared })
+    }
+}
+
+#[cfg(not(loom))]
+impl<M: Manager> Clone for WeakPool<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<M: Manager> fmt::Debug for WeakPool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakPool").finish_non_exhaustive()
+    }
+}
+
+#[cfg(not(loom))]
+impl<M: Manager> Pool<M> {
+    /// A [`WeakPool`]: a handle that does not keep the pool alive.
+    pub fn downgrade(&self) -> WeakPool<M> {
+        WeakPool {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+}
+
+impl<M: Manager> Pooled<M> {
+    /// The pool this guard returns its resource to (a guard keeps its pool
+    /// alive).
+    pub fn pool(this: &Self) -> Pool<M> {
+        Pool {
+            shared: Pooled::shared(this).clone(),
+        }
+    }
+}
+
 impl<M: Manager> Builder<M> {
     /// Validates the settings and makes the pool. Creates no resource and
     /// needs no runtime.
@@ -557,28 +451,6 @@ impl<M: Manager> Builder<M> {
     pub fn build(self) -> Result<Pool<M>, BuildError> {
         let (manager, config, hooks) = self.into_parts()?;
         Ok(Pool::from_parts(manager, config, hooks))
-    }
-}
-
-/// A resource lent to a scoped `with`: returned by `finish`, dropped (and
-/// its slot freed) if the scope ends any other way.
-struct Scope<M: Manager>(Option<Pooled<M>>);
-
-impl<M: Manager> Scope<M> {
-    fn resource(&mut self) -> &mut M::Resource {
-        self.0.as_mut().expect("lent until finished")
-    }
-
-    fn finish(mut self) {
-        drop(self.0.take());
-    }
-}
-
-impl<M: Manager> Drop for Scope<M> {
-    fn drop(&mut self) {
-        if let Some(guard) = self.0.take() {
-            Pooled::abandon(guard);
-        }
     }
 }
 

@@ -60,8 +60,6 @@ fn should_compact(stale: isize, waiting: usize) -> bool {
     }
 }
 
-/// How many finished waiter records a pool keeps for reuse.
-const SPARE_RECORDS: usize = 512;
 /// In `waiters`: a shrink is in progress (see the module docs).
 const SHRINKING: usize = 1 << (usize::BITS - 1);
 
@@ -85,7 +83,7 @@ pub(crate) enum Unavailable {
 }
 
 #[derive(Debug)]
-pub(crate) struct Core<T> {
+pub(crate) struct Core<T, S: Sink<T> = JustDrop> {
     /// `size | CLOSED`. Written on grow, shrink and close only.
     state: CachePadded<AtomicUsize>,
     /// Read on every fast-path acquire; written only by waiters.
@@ -100,10 +98,6 @@ pub(crate) struct Core<T> {
     /// The head of the line, when a compaction put a live record back: it
     /// is older than everything in `queue`. Pushed to only by the compactor.
     front: ArrayQueue<Arc<Waiter<T>>>,
-    /// Finished waiter records kept for reuse: a record and the allocation
-    /// inside its event cost two allocations and frees per wait, often on
-    /// two different threads.
-    spare: ArrayQueue<Arc<Waiter<T>>>,
     /// Resources dropped because the pool was closed. Statistics only.
     dropped_closed: AtomicUsize,
     /// Resources dropped because a shrink left the pool too large.
@@ -111,31 +105,60 @@ pub(crate) struct Core<T> {
     dropped_resized: AtomicUsize,
     /// Notified when a closed pool's size reaches zero (for `drain`).
     emptied: Event,
+    /// Takes every item the core drops itself (closed, shed, left idle when
+    /// the core is dropped).
+    sink: S,
     /// Whether a free slot is worth something to a waiter (it may create).
     /// False for a pool of adopted objects: only items are handed to
     /// waiters, and a freed slot just lowers the size.
     creates: bool,
     /// Unit tests: run once while a compaction holds a live record.
     #[cfg(test)]
-    hold_hook: std::sync::Mutex<Option<HoldHook<T>>>,
+    hold_hook: std::sync::Mutex<Option<HoldHook<T, S>>>,
 }
 
 #[cfg(test)]
-type HoldFn<T> = dyn FnOnce(&Core<T>) + Send;
+type HoldFn<T, S> = dyn FnOnce(&Core<T, S>) + Send;
 
 #[cfg(test)]
-struct HoldHook<T>(Box<HoldFn<T>>);
+struct HoldHook<T, S: Sink<T>>(Box<HoldFn<T, S>>);
 
 #[cfg(test)]
-impl<T> std::fmt::Debug for HoldHook<T> {
+impl<T, S: Sink<T>> std::fmt::Debug for HoldHook<T, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HoldHook")
     }
 }
 
+/// Where the core's own drops go: the pool passes each item to its
+/// manager's `detach` first.
+pub(crate) trait Sink<T>: Send + Sync {
+    /// Takes an item that leaves the pool for good. Called after its slot
+    /// was released, so a panic here costs no capacity.
+    fn drop_item(&self, item: T);
+}
+
+/// The plain sink: drops the item.
+#[derive(Debug, Default)]
+pub(crate) struct JustDrop;
+
+impl<T> Sink<T> for JustDrop {
+    fn drop_item(&self, item: T) {
+        drop(item);
+    }
+}
+
+#[cfg(any(test, loom))]
 impl<T> Core<T> {
     /// `capacity` (at least `max_size`) bounds every later resize.
     pub(crate) fn new(max_size: usize, capacity: usize, order: ReuseOrder) -> Self {
+        Self::with_sink(max_size, capacity, order, JustDrop)
+    }
+}
+
+impl<T, S: Sink<T>> Core<T, S> {
+    /// [`new`](Core::new), with `sink` taking the items the core drops.
+    pub(crate) fn with_sink(max_size: usize, capacity: usize, order: ReuseOrder, sink: S) -> Self {
         debug_assert!(max_size <= capacity);
         Self {
             state: CachePadded::new(AtomicUsize::new(0)),
@@ -146,10 +169,10 @@ impl<T> Core<T> {
             idle: IdleStore::new(order, capacity),
             queue: SegQueue::new(),
             front: ArrayQueue::new(1),
-            spare: ArrayQueue::new(SPARE_RECORDS),
             dropped_closed: AtomicUsize::new(0),
             dropped_resized: AtomicUsize::new(0),
             emptied: Event::new(),
+            sink,
             creates: true,
             #[cfg(test)]
             hold_hook: std::sync::Mutex::new(None),
@@ -162,6 +185,11 @@ impl<T> Core<T> {
     pub(crate) fn adopting(mut self) -> Self {
         self.creates = false;
         self
+    }
+
+    /// The sink of the items the core drops.
+    pub(crate) fn sink(&self) -> &S {
+        &self.sink
     }
 
     // ----- counts -----
@@ -295,21 +323,11 @@ impl<T> Core<T> {
         self.try_grow().map(|()| Grant::Slot)
     }
 
-    /// A waiter record for a new wait, reused when one is spare.
+    /// A waiter record for a new wait. A fresh allocation: a shared cache
+    /// of finished records would be a line that every wait on every core
+    /// writes (see `implementation`).
     pub(crate) fn new_waiter(&self) -> Arc<Waiter<T>> {
-        self.spare.pop().unwrap_or_else(|| Arc::new(Waiter::new()))
-    }
-
-    /// Takes back the record of a wait that ended. It is kept for reuse only
-    /// if nobody else holds it any more: a releaser may still be between
-    /// its grant and dropping its handle, and a cancelled record may still
-    /// sit in the queue.
-    pub(crate) fn retire_waiter(&self, mut waiter: Arc<Waiter<T>>) {
-        if let Some(record) = Arc::get_mut(&mut waiter) {
-            if record.reset() {
-                let _ = self.spare.push(waiter);
-            }
-        }
+        Arc::new(Waiter::new())
     }
 
     /// Publishes a waiter record. The caller listens on it first.
@@ -320,6 +338,36 @@ impl<T> Core<T> {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         self.queue.push(waiter.clone());
         self.recheck();
+    }
+
+    /// [`register`](Self::register), unless `max` records wait already:
+    /// then `Err` with that count, and the record is not queued.
+    pub(crate) fn register_bounded(
+        &self,
+        waiter: &Arc<Waiter<T>>,
+        max: usize,
+    ) -> Result<(), usize> {
+        // SeqCst: as in `register`; a compare-exchange, so that two arrivals
+        // cannot both take the last place in line.
+        let mut current = self.waiters.load(Ordering::SeqCst);
+        loop {
+            let waiting = current & !SHRINKING;
+            if waiting >= max {
+                return Err(waiting);
+            }
+            match self.waiters.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        self.queue.push(waiter.clone());
+        self.recheck();
+        Ok(())
     }
 
     /// After a record was (re)queued: anything parked meanwhile goes to the
@@ -534,9 +582,9 @@ impl<T> Core<T> {
                     // slot, so this cannot happen; if it ever did, dropping
                     // the item and its slot keeps the counts exact.
                     debug_assert!(false, "the idle store overflowed: a slot was counted twice");
-                    drop(item);
                     // SeqCst: as in `try_grow`.
                     self.state.fetch_sub(1, Ordering::SeqCst);
+                    self.sink.drop_item(item);
                 }
             }
             Grant::Slot => {
@@ -628,7 +676,7 @@ impl<T> Core<T> {
             if let Grant::Item(item) = grant {
                 // Relaxed: statistics only.
                 self.dropped_resized.fetch_add(1, Ordering::Relaxed);
-                drop(item);
+                self.sink.drop_item(item);
             }
             return Ok(());
         }
@@ -668,7 +716,7 @@ impl<T> Core<T> {
             }
             // Relaxed: statistics only.
             self.dropped_resized.fetch_add(1, Ordering::Relaxed);
-            drop(item);
+            self.sink.drop_item(item);
         }
         self.settle_over();
     }
@@ -734,18 +782,27 @@ impl<T> Core<T> {
     }
 
     fn discard_closed(&self, grant: Grant<T>) {
+        // SeqCst: as in `try_grow`.
+        self.state.fetch_sub(1, Ordering::SeqCst);
         if let Grant::Item(item) = grant {
             // Relaxed: statistics only.
             self.dropped_closed.fetch_add(1, Ordering::Relaxed);
-            drop(item);
+            self.sink.drop_item(item);
         }
-        // SeqCst: as in `try_grow`.
-        self.state.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<T, S: Sink<T>> Drop for Core<T, S> {
+    /// The items still idle leave with the core, through the sink.
+    fn drop(&mut self) {
+        while let Some(item) = self.idle.pop() {
+            self.sink.drop_item(item);
+        }
     }
 }
 
 #[cfg(test)]
-impl<T> Core<T> {
+impl<T, S: Sink<T>> Core<T, S> {
     fn run_hold_hook(&self) {
         let hook = self.hold_hook.lock().unwrap().take();
         if let Some(HoldHook(hook)) = hook {
@@ -863,5 +920,100 @@ mod tests {
         core.release(Grant::Item(3));
         assert!(matches!(granted(&live), Some(Grant::Item(3))));
         assert!(waiters.is_empty());
+    }
+
+    #[test]
+    fn fast_path_grow_and_wait_in_order() {
+        let core = Core::new(2, 2, ReuseOrder::Fifo);
+        assert!(matches!(core.try_acquire(), Ok(Grant::Slot)));
+        assert!(matches!(core.try_acquire(), Ok(Grant::Slot)));
+        assert!(matches!(core.try_acquire(), Err(Unavailable::Full)));
+        let first = core.new_waiter();
+        core.register(&first);
+        let second = core.new_waiter();
+        core.register(&second);
+        assert_eq!(core.waiting(), 2);
+        // While anyone waits, an arrival does not take what is released.
+        core.release(Grant::Item(1));
+        assert!(matches!(granted(&first), Some(Grant::Item(1))));
+        assert!(granted(&second).is_none());
+        // A freed slot is a grant too: the next waiter may create with it.
+        core.release(Grant::Slot);
+        assert!(matches!(granted(&second), Some(Grant::Slot)));
+        assert_eq!((core.waiting(), core.size(), core.idle_len()), (0, 2, 0));
+        core.release(Grant::Item(2));
+        assert!(
+            matches!(core.try_acquire(), Ok(Grant::Item(2))),
+            "no waiter: fast path"
+        );
+    }
+
+    #[test]
+    fn a_cancel_that_lost_the_race_passes_the_grant_on() {
+        let (core, waiters) = full_pool_with_waiters(2);
+        core.release(Grant::Item(5));
+        // The first waiter was granted, then gave up before looking.
+        core.cancel(&waiters[0]);
+        assert!(matches!(granted(&waiters[1]), Some(Grant::Item(5))));
+        assert_eq!(core.waiting(), 0);
+    }
+
+    #[test]
+    fn close_tells_every_waiter_and_drops_what_comes_back() {
+        let (core, waiters) = full_pool_with_waiters(2);
+        assert!(core.close());
+        assert!(!core.close(), "closing twice does nothing more");
+        for w in &waiters {
+            assert!(matches!(w.poll(), Outcome::Closed));
+        }
+        assert_eq!(core.waiting(), 0);
+        core.release(Grant::Item(1));
+        core.release(Grant::Slot);
+        assert_eq!(
+            (core.size(), core.idle_len(), core.dropped_closed()),
+            (0, 0, 1)
+        );
+        assert!(matches!(core.try_acquire(), Err(Unavailable::Closed)));
+    }
+
+    #[test]
+    fn resize_grows_for_waiters_and_sheds_on_release() {
+        let (core, waiters) = full_pool_with_waiters(1);
+        core.resize(3);
+        assert!(
+            matches!(granted(&waiters[0]), Some(Grant::Slot)),
+            "new room to the waiter"
+        );
+        assert_eq!(core.size(), 3);
+        core.resize(1);
+        assert_eq!(core.size(), 3, "nothing idle to drop yet");
+        core.release(Grant::Item(1));
+        core.release(Grant::Item(2));
+        assert_eq!(
+            (core.size(), core.idle_len(), core.dropped_resized()),
+            (1, 0, 2)
+        );
+        core.release(Grant::Item(3));
+        assert_eq!((core.size(), core.idle_len()), (1, 1), "fits again: kept");
+    }
+
+    #[test]
+    fn an_adopting_core_never_grants_a_slot() {
+        let core = Core::new(2, 2, ReuseOrder::Fifo).adopting();
+        assert!(matches!(core.try_acquire(), Err(Unavailable::Full)));
+        let waiter = core.new_waiter();
+        core.register(&waiter);
+        assert!(granted(&waiter).is_none(), "room to add is not a grant");
+        assert!(core.try_grow().is_ok());
+        core.release(Grant::Item(9));
+        assert!(matches!(granted(&waiter), Some(Grant::Item(9))));
+        let next = core.new_waiter();
+        core.register(&next);
+        core.release(Grant::Slot);
+        assert!(
+            granted(&next).is_none(),
+            "a freed slot only lowers the size"
+        );
+        assert_eq!(core.size(), 0);
     }
 }

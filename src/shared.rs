@@ -39,9 +39,9 @@ use crate::handoff::Grant;
 use crate::hooks::Hooks;
 use crate::leak::{Leaks, Stamp};
 use crate::manager::{Manager, ResourceInfo};
-use crate::raw::Core;
+use crate::raw::{Core, Sink};
 use crate::status::{Counter, Stats, Status};
-use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 use crate::timer::Timers;
 
 /// A resource with its bookkeeping, as it sits in the pool.
@@ -156,10 +156,20 @@ impl UpkeepHandle {
     }
 }
 
+/// The manager, held by the core as the sink of the items the core drops
+/// itself, so that each goes through [`Manager::detach`].
+pub(crate) struct Departures<M>(M);
+
+impl<M: Manager> Sink<Entry<M::Resource>> for Departures<M> {
+    fn drop_item(&self, mut entry: Entry<M::Resource>) {
+        self.0.detach(&mut entry.resource);
+    }
+}
+
 /// Everything the handles of one pool share.
 pub(crate) struct Shared<M: Manager> {
-    core: Core<Entry<M::Resource>>,
-    manager: M,
+    /// The core, which also holds the manager (see [`Departures`]).
+    core: Core<Entry<M::Resource>, Departures<M>>,
     config: Config,
     stats: Stats,
     hooks: Hooks<M::Resource>,
@@ -168,20 +178,26 @@ pub(crate) struct Shared<M: Manager> {
     timers: Timers,
     /// The checked-out registry, with a `leak_threshold`.
     leaks: Option<Leaks>,
+    /// The last resource id given out (see [`ResourceInfo::id`]).
+    last_id: AtomicU64,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Metrics>,
 }
 
 impl<M: Manager> Shared<M> {
     pub(crate) fn new(manager: M, config: Config, hooks: Hooks<M::Resource>) -> Self {
-        let core = Core::new(config.max_size, config.capacity(), config.reuse_order);
+        let core = Core::with_sink(
+            config.max_size,
+            config.capacity(),
+            config.reuse_order,
+            Departures(manager),
+        );
         Self {
             core: if config.adopting {
                 core.adopting()
             } else {
                 core
             },
-            manager,
             leaks: config
                 .leak_threshold
                 .map(|_| Leaks::new(config.leak_backtrace)),
@@ -194,17 +210,18 @@ impl<M: Manager> Shared<M> {
             hooks,
             upkeep: UpkeepHandle::new(),
             timers: Timers::new(),
+            last_id: AtomicU64::new(0),
         }
     }
 
     // ----- parts -----
 
-    pub(crate) fn core(&self) -> &Core<Entry<M::Resource>> {
+    pub(crate) fn core(&self) -> &Core<Entry<M::Resource>, Departures<M>> {
         &self.core
     }
 
     pub(crate) fn manager(&self) -> &M {
-        &self.manager
+        &self.core.sink().0
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -236,6 +253,12 @@ impl<M: Manager> Shared<M> {
         self.metrics.as_ref()
     }
 
+    /// The id of a new resource: unique within the pool.
+    pub(crate) fn next_id(&self) -> u64 {
+        // Relaxed: only uniqueness matters, which the RMW gives.
+        self.last_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     // ----- reports -----
 
     pub(crate) fn status(&self) -> Status {
@@ -250,6 +273,7 @@ impl<M: Manager> Shared<M> {
             acquired_immediately: 0,
             acquired_after_wait: 0,
             timeouts: 0,
+            overloaded: 0,
             created: 0,
             create_errors: 0,
             recycle_failures: 0,
@@ -308,6 +332,7 @@ impl<M: Manager> Shared<M> {
             target: "quickslot",
             pool = %self.config.name,
             reason = reason.as_str(),
+            resource = info.id,
             age = ?info.age(),
             uses = info.uses,
             "resource discarded",
@@ -344,7 +369,11 @@ impl<M: Manager> Shared<M> {
     #[cold]
     fn stamp(&self, record: &mut Record<M::Resource>, caller: Option<&'static Location<'static>>) {
         let at = Instant::now();
-        let ticket = self.leaks.as_ref().map(|leaks| leaks.insert(at, caller));
+        let id = record.info.id;
+        let ticket = self
+            .leaks
+            .as_ref()
+            .map(|leaks| leaks.insert(id, at, caller));
         record.stamp = Some(Stamp { at, ticket });
     }
 
@@ -455,6 +484,11 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
         &self.parts().0
     }
 
+    /// The pool handle this token holds.
+    pub(crate) fn handle(&self) -> &P {
+        &self.parts().0
+    }
+
     pub(crate) fn record(&self) -> &Record<M::Resource> {
         &self.parts().1
     }
@@ -482,12 +516,13 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
         shared.core.release(Grant::Item(entry));
     }
 
-    /// Drops the resource and keeps its slot (to create a replacement).
-    /// The slot is safe if the resource's own `Drop` panics.
+    /// Drops the resource (after [`Manager::detach`]) and keeps its slot
+    /// (to create a replacement). The slot is safe if `detach` or the
+    /// resource's own `Drop` panics.
     pub(crate) fn empty(self) -> Slot<M, P> {
         let (shared, entry) = self.into_parts();
         let slot = Slot::new(shared);
-        drop(entry);
+        slot.shared().core.sink().drop_item(entry);
         slot
     }
 
@@ -498,10 +533,13 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
         drop(self.empty());
     }
 
-    /// Takes the resource out of the pool for good; frees its slot.
+    /// Takes the resource out of the pool for good (after
+    /// [`Manager::detach`]); frees its slot.
     pub(crate) fn detach(self) -> M::Resource {
-        let (shared, entry) = self.into_parts();
-        drop(Slot::new(shared));
+        let (shared, mut entry) = self.into_parts();
+        let slot = Slot::new(shared);
+        slot.shared().manager().detach(&mut entry.resource);
+        drop(slot);
         entry.resource
     }
 
@@ -525,7 +563,7 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
     /// unknown state) and frees its slot as it unwinds.
     pub(crate) fn give_back(mut self) {
         let (shared, entry) = self.inner.as_mut().expect("held until consumed");
-        if shared.manager.is_broken(&mut entry.resource) {
+        if shared.manager().is_broken(&mut entry.resource) {
             self.unstamp();
             return self.discard(Reason::Broken);
         }
@@ -582,9 +620,10 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Drop for Held<M, P> {
         if entry.stamp.is_some() {
             shared.unstamp(&mut entry);
         }
-        // The slot is freed even if the resource's own `Drop` panics.
+        // The slot is freed even if `detach` or the resource's own `Drop`
+        // panics.
         let slot = Slot::<M, P>::new(shared);
-        drop(entry);
+        slot.shared().core.sink().drop_item(entry);
         drop(slot);
     }
 }

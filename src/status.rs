@@ -29,6 +29,9 @@ pub struct Status {
     pub acquired_after_wait: u64,
     /// Acquires that ended at their deadline.
     pub timeouts: u64,
+    /// Acquires refused at once because
+    /// [`max_waiters`](crate::Builder::max_waiters) were waiting already.
+    pub overloaded: u64,
     /// Resources created.
     pub created: u64,
     /// Creates that failed or timed out.
@@ -79,6 +82,7 @@ pub struct Discarded {
 pub(crate) enum Counter {
     AcquiredAfterWait,
     Timeouts,
+    Overloaded,
     Created,
     CreateErrors,
     RecycleFailures,
@@ -96,12 +100,16 @@ pub(crate) enum Counter {
 
 const COLD: usize = Counter::WaitNanos as usize + 1;
 
+/// Stripes of the per-acquire counter: threads spread over them round-robin.
+const STRIPES: usize = 16;
+
 /// Cumulative statistics. Every access is Relaxed: these are pure
 /// statistics, never used to make a decision.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    /// Bumped on every fast-path acquire: on its own cache line.
-    acquired_immediately: CachePadded<AtomicU64>,
+    /// Bumped on every acquire served without waiting: sharded, each
+    /// stripe on its own cache line, so cores do not write one line.
+    acquired_immediately: [CachePadded<AtomicU64>; STRIPES],
     /// Creates in flight (a gauge).
     creating: CachePadded<AtomicUsize>,
     /// Slow-path counters, together on their own lines.
@@ -111,7 +119,7 @@ pub(crate) struct Stats {
 impl Stats {
     pub(crate) fn new() -> Self {
         Self {
-            acquired_immediately: CachePadded::new(AtomicU64::new(0)),
+            acquired_immediately: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
             creating: CachePadded::new(AtomicUsize::new(0)),
             cold: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
         }
@@ -120,7 +128,8 @@ impl Stats {
     #[inline]
     pub(crate) fn acquired_immediately(&self) {
         // Relaxed: statistics only.
-        self.acquired_immediately.fetch_add(1, Ordering::Relaxed);
+        self.acquired_immediately[crate::sync::thread_stripe() % STRIPES]
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn add(&self, counter: Counter, n: u64) {
@@ -150,10 +159,15 @@ impl Stats {
 
     pub(crate) fn snapshot_into(&self, status: &mut Status) {
         // Relaxed: statistics only.
-        status.acquired_immediately = self.acquired_immediately.load(Ordering::Relaxed);
+        status.acquired_immediately = self
+            .acquired_immediately
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum();
         status.creating = self.creating.load(Ordering::Relaxed);
         status.acquired_after_wait = self.get(Counter::AcquiredAfterWait);
         status.timeouts = self.get(Counter::Timeouts);
+        status.overloaded = self.get(Counter::Overloaded);
         status.created = self.get(Counter::Created);
         status.create_errors = self.get(Counter::CreateErrors);
         status.recycle_failures = self.get(Counter::RecycleFailures);

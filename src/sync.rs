@@ -28,6 +28,25 @@ pub(crate) use loom::sync::{
 // loom's `Arc` has no `Weak`: the background upkeep task, the only user of
 // `Weak`, is not built under loom (loom models drive the pool by hand).
 
+/// A small number fixed per thread (threads numbered round-robin on first
+/// use), for spreading per-thread writes over stripes of a counter.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn thread_stripe() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        // Relaxed: any spread will do.
+        static STRIPE: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    STRIPE.with(|s| *s)
+}
+
+/// Loom does not see thread-locals: every thread uses stripe 0.
+#[cfg(loom)]
+pub(crate) fn thread_stripe() -> usize {
+    0
+}
+
 /// A cell whose exclusive access is guaranteed by a protocol, not by the
 /// type system. Under loom it is loom's `UnsafeCell`, which checks that the
 /// protocol really gives exclusive access in every explored interleaving.

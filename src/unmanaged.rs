@@ -92,7 +92,8 @@ impl<T: Send + 'static> Pool<T> {
         if core.try_grow().is_err() {
             return Err(object);
         }
-        let entry = Record::new(object, ResourceInfo::new(Instant::now(), None));
+        let info = ResourceInfo::new(self.inner.shared.next_id(), Instant::now(), None);
+        let entry = Record::new(object, info);
         core.release(Grant::Item(entry));
         Ok(())
     }

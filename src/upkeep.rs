@@ -292,6 +292,7 @@ fn report_leaks<M: Manager>(shared: &Shared<M>, now: Instant) {
         tracing::warn!(
             target: "quickslot::leak",
             pool = %config.name,
+            resource = report.resource,
             held_for = ?report.held,
             acquired_at = %at,
             backtrace = report.backtrace.as_deref(),
