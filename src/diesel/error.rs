@@ -30,7 +30,7 @@ pub type AfterConnectError = Box<dyn std::error::Error + Send + Sync>;
 ///     .pool_builder()
 ///     .build()
 ///     .unwrap();
-/// let err = pool.acquire().await.unwrap_err();
+/// let err = pool.acquire().await.err().expect("the acquire fails");
 /// let Some(DieselError::Connect(connect)) = err.manager_error() else { panic!() };
 /// assert_eq!(connect.to_string(), "could not connect to /no/such/directory/app.db");
 /// # }
@@ -154,10 +154,7 @@ pub(super) fn redact(url: &str) -> String {
         out.push_str(before);
         let after_key = &from["password".len()..];
         let trimmed = after_key.trim_start();
-        let at_word_start = before
-            .chars()
-            .next_back()
-            .is_none_or(|c| c.is_whitespace());
+        let at_word_start = before.chars().next_back().is_none_or(|c| c.is_whitespace());
         match trimmed.strip_prefix('=') {
             Some(value) if at_word_start => {
                 let value = value.trim_start();
@@ -307,7 +304,10 @@ mod tests {
             redact("postgres://app:secret@db:5432/app?sslmode=require"),
             "postgres://app:***@db:5432/app?sslmode=require"
         );
-        assert_eq!(redact("postgres://app:p@ss@db/app"), "postgres://app:***@db/app");
+        assert_eq!(
+            redact("postgres://app:p@ss@db/app"),
+            "postgres://app:***@db/app"
+        );
         assert_eq!(redact("postgres://app@db/app"), "postgres://app@db/app");
         assert_eq!(redact("mysql://db/app"), "mysql://db/app");
         assert_eq!(redact("/var/lib/app.db"), "/var/lib/app.db");

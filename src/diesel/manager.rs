@@ -433,7 +433,10 @@ where
         match self.recycling_method {
             RecyclingMethod::Fast => Ok(()),
             RecyclingMethod::Verified => {
-                if info.idle_for().is_some_and(|idle| idle < self.verify_window) {
+                if info
+                    .idle_for()
+                    .is_some_and(|idle| idle < self.verify_window)
+                {
                     return Ok(());
                 }
                 run_blocking(|| conn.ping()).map_err(DieselError::Ping)
