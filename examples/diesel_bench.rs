@@ -14,8 +14,13 @@
 //! rows keep the adapter's 500 ms verify window. Every configuration runs
 //! `QUICKSLOT_BENCH_ROUNDS` times (default 3), interleaved, for
 //! `QUICKSLOT_BENCH_SECS` seconds each (default 2); the table shows the
-//! medians of the rounds. Latency is per operation: checkout, query and
+//! medians of the rounds. `QUICKSLOT_BENCH_FILTER=text` runs only the
+//! configurations whose "scenario / pool" contains `text`. Latency is per operation: checkout, query and
 //! return (and for the task rows the hop to the blocking pool and back).
+//! Fairness is the least busy worker's query count over the busiest one's
+//! (1.0: equal shares). It shows starvation that latencies cannot (a worker
+//! that never gets a connection completes no query to time), but when the
+//! workers outnumber the cores it mostly measures the OS scheduler.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -74,9 +79,20 @@ impl<C: R2D2Connection + 'static> Subject<C> {
 struct Run {
     queries_per_s: f64,
     p99: Duration,
+    /// The least busy worker's query count over the busiest one's: 1.0 when
+    /// every worker got the same share, near 0 when some starved.
+    fairness: f64,
 }
 
-fn summarize(mut latencies: Vec<Duration>, elapsed: Duration) -> Run {
+fn summarize(per_worker: Vec<Vec<Duration>>, elapsed: Duration) -> Run {
+    let counts = per_worker.iter().map(Vec::len);
+    let (min, max) = counts.fold((usize::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)));
+    let fairness = if max == 0 {
+        0.0
+    } else {
+        min as f64 / max as f64
+    };
+    let mut latencies: Vec<Duration> = per_worker.into_iter().flatten().collect();
     latencies.sort_unstable();
     let p99 = latencies
         .get(latencies.len().saturating_sub(1) * 99 / 100)
@@ -85,6 +101,7 @@ fn summarize(mut latencies: Vec<Duration>, elapsed: Duration) -> Run {
     Run {
         queries_per_s: latencies.len() as f64 / elapsed.as_secs_f64(),
         p99,
+        fairness,
     }
 }
 
@@ -115,11 +132,11 @@ fn threads<C: R2D2Connection + 'static>(subject: &Subject<C>, secs: Duration) ->
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let latencies = workers
+    let per_worker = workers
         .into_iter()
-        .flat_map(|w| w.join().expect("worker"))
+        .map(|w| w.join().expect("worker"))
         .collect();
-    summarize(latencies, elapsed)
+    summarize(per_worker, elapsed)
 }
 
 /// How a task gets its query done.
@@ -182,12 +199,18 @@ fn tasks<C: R2D2Connection + 'static>(
         measuring.store(false, Ordering::Relaxed);
         let elapsed = started.elapsed();
         stop.store(true, Ordering::Relaxed);
-        let mut latencies = Vec::new();
+        let mut per_worker = Vec::new();
         for w in workers {
-            latencies.extend(w.await.expect("task"));
+            per_worker.push(w.await.expect("task"));
         }
-        summarize(latencies, elapsed)
+        summarize(per_worker, elapsed)
     })
+}
+
+/// Whether `QUICKSLOT_BENCH_FILTER` (a substring of "scenario / pool",
+/// for profiling one configuration) selects this run; all runs without it.
+fn selected(run: &str) -> bool {
+    std::env::var("QUICKSLOT_BENCH_FILTER").map_or(true, |filter| run.contains(&filter))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -250,13 +273,16 @@ fn bench<C: R2D2Connection + 'static>(label: &str, url: &str, prepare: impl Fn(&
     ];
 
     println!("\n### {label}\n");
-    println!("| scenario | pool | queries/s | p99 |");
-    println!("|---|---|---:|---:|");
+    println!("| scenario | pool | queries/s | p99 | fairness (min/max per worker) |");
+    println!("|---|---|---:|---:|---:|");
     for (scenario, run) in &scenarios {
         // rounds x subjects, interleaved: each round runs every pool once.
         let mut results: Vec<Vec<Run>> = subjects.iter().map(|_| Vec::new()).collect();
         for _ in 0..rounds {
-            for (i, (_, subject)) in subjects.iter().enumerate() {
+            for (i, (name, subject)) in subjects.iter().enumerate() {
+                if !selected(&format!("{scenario} / {name}")) {
+                    continue;
+                }
                 if let Some(r) = run(subject) {
                     results[i].push(r);
                 }
@@ -268,7 +294,8 @@ fn bench<C: R2D2Connection + 'static>(label: &str, url: &str, prepare: impl Fn(&
             }
             let qps = median(runs.iter().map(|r| r.queries_per_s).collect());
             let p99 = median(runs.iter().map(|r| r.p99.as_secs_f64() * 1e6).collect());
-            println!("| {scenario} | {name} | {qps:.0} | {p99:.0} µs |");
+            let fairness = median(runs.iter().map(|r| r.fairness).collect());
+            println!("| {scenario} | {name} | {qps:.0} | {p99:.0} µs | {fairness:.2} |");
         }
     }
 }
