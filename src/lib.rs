@@ -56,6 +56,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `postgres` | the [`tokio-postgres`](https://docs.rs/tokio-postgres) adapter, module `postgres` (connection manager, statement cache, tracked transactions, `PG*` environment parsing) |
+//! | `diesel` | the [Diesel](https://docs.rs/diesel) adapter, module `diesel` (a manager for any Diesel connection type, `interact` on Tokio's blocking pool, r2d2's defaults and a migration table); enables no Diesel backend |
 //! | `metrics` | gauges and histograms through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) and `Pool::publish_metrics` |
 //!
 //! Items that need a feature say so in their documentation.
@@ -131,6 +132,9 @@ pub mod loom_core;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+
+#[cfg(feature = "diesel")]
+pub mod diesel;
 
 pub use crate::builder::{Builder, MAX_SIZE_LIMIT};
 pub use crate::error::{
