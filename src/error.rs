@@ -160,6 +160,10 @@ fn known_error<E: 'static>(error: &E) -> Option<&(dyn std::error::Error + 'stati
     if let Some(e) = any.downcast_ref::<crate::postgres::PgError>() {
         return Some(e);
     }
+    #[cfg(feature = "diesel")]
+    if let Some(e) = any.downcast_ref::<crate::diesel::DieselError>() {
+        return Some(e);
+    }
     None
 }
 
