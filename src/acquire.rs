@@ -114,6 +114,11 @@ async fn acquire_within<M: Manager>(
             waited = true;
             // One clock read serves the wait statistics and the deadline.
             let started = deadline.start();
+            if shared.config().fail_fast_when_late {
+                if let Some(refused) = refuse_if_late(shared, timeout, started) {
+                    return Err(refused);
+                }
+            }
             match deadline.run(wait(shared)).await {
                 Some(grant) => {
                     count_wait(shared, started, grant.is_ok());
@@ -222,7 +227,10 @@ async fn wait<M: Manager>(
         Some(max) => {
             if let Err(waiting) = core.register_bounded(&waiter, max) {
                 shared.stats().add(Counter::Overloaded, 1);
-                return Err(Error::Overloaded { waiting });
+                return Err(Error::Overloaded {
+                    waiting,
+                    expected_wait: None,
+                });
             }
         }
     }
@@ -262,6 +270,9 @@ fn count_wait<M: Manager>(shared: &Shared<M>, started: Instant, served: bool) {
         stats.add(Counter::AcquiredAfterWait, 1);
     }
     let waited = started.elapsed();
+    if served && shared.config().fail_fast_when_late {
+        shared.rate().record(shared.clock(started + waited));
+    }
     stats.add(
         Counter::WaitNanos,
         u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
@@ -270,6 +281,35 @@ fn count_wait<M: Manager>(shared: &Shared<M>, started: Instant, served: bool) {
     if let Some(m) = shared.metrics() {
         m.acquire_wait.record(waited);
     }
+}
+
+/// With `fail_fast_when_late`: the refusal of an acquire that is expected
+/// to wait past its deadline (see [`ServiceRate`](crate::shared::ServiceRate)).
+/// Only ever asked once nothing is idle and no slot is free.
+#[cold]
+fn refuse_if_late<M: Manager>(
+    shared: &Shared<M>,
+    timeout: Option<Duration>,
+    now: Instant,
+) -> Option<Error<M::Error>> {
+    let timeout = timeout?;
+    let ahead = shared.core().waiting();
+    let expected = shared.rate().expected_wait(ahead, shared.clock(now))?;
+    if expected <= timeout {
+        return None;
+    }
+    shared.stats().add(Counter::Overloaded, 1);
+    tracing::debug!(
+        target: "quickslot",
+        pool = %shared.config().name,
+        waiting = ahead,
+        expected_wait = ?expected,
+        "acquire refused: expected to wait past its deadline",
+    );
+    Some(Error::Overloaded {
+        waiting: ahead,
+        expected_wait: Some(expected),
+    })
 }
 
 /// An idle resource without waiting and without creating one.

@@ -151,6 +151,26 @@ impl<M: Manager> Builder<M> {
         self
     }
 
+    /// Refuses at once an acquire that is expected to wait past its
+    /// deadline, with [`Error::Overloaded`](crate::Error::Overloaded)
+    /// carrying the expected wait (counted in
+    /// [`Status::overloaded`](crate::Status::overloaded)), instead of letting
+    /// it wait until the deadline and fail anyway.
+    ///
+    /// The estimate is the number of acquires ahead plus one, times a moving
+    /// mean (weight 1/8) of the intervals between consecutive waits served
+    /// with a resource. It assumes the recent rate holds: its relative
+    /// error shrinks like `1 / sqrt(n)` for a line of `n`, and a burst of
+    /// slow returns makes it pessimistic for about eight grants. An acquire
+    /// is never refused while a resource is idle or a slot is free, before
+    /// eight waits were served, or when the last one is older than ten mean
+    /// intervals. Acquires without a deadline are never refused. Default:
+    /// `false`.
+    pub fn fail_fast_when_late(mut self, on: bool) -> Self {
+        self.config.fail_fast_when_late = on;
+        self
+    }
+
     /// Which idle resource goes out first. Default: [`ReuseOrder::Fifo`].
     pub fn reuse_order(mut self, order: ReuseOrder) -> Self {
         self.config.reuse_order = order;

@@ -27,12 +27,17 @@ pub enum Error<E> {
     },
     /// The pool is closed.
     Closed,
-    /// The line was full: [`Builder::max_waiters`](crate::Builder::max_waiters)
-    /// acquires were waiting already, so this one was refused at once.
+    /// Refused at once, without waiting: the line was full
+    /// ([`Builder::max_waiters`](crate::Builder::max_waiters) acquires were
+    /// waiting already), or the wait it would have had to make was
+    /// expected to outlast its deadline
+    /// ([`Builder::fail_fast_when_late`](crate::Builder::fail_fast_when_late)).
     #[non_exhaustive]
     Overloaded {
         /// How many acquires were waiting.
         waiting: usize,
+        /// The expected wait, when the refusal came from that estimate.
+        expected_wait: Option<Duration>,
     },
     /// A hook set on the [`Builder`](crate::Builder) failed. The resource it
     /// ran on was dropped and its slot freed; the error is returned at once.
@@ -77,12 +82,21 @@ impl<E> fmt::Display for Error<E> {
             Self::Create(_) => f.write_str("creating a pooled resource failed"),
             Self::Timeout { phase, .. } => write!(f, "timed out while {phase}"),
             Self::Closed => f.write_str("the pool is closed"),
-            Self::Overloaded { waiting } => {
-                write!(
-                    f,
-                    "the pool is overloaded: {waiting} acquires are waiting already"
-                )
-            }
+            Self::Overloaded {
+                waiting,
+                expected_wait: None,
+            } => write!(
+                f,
+                "the pool is overloaded: {waiting} acquires are waiting already"
+            ),
+            Self::Overloaded {
+                waiting,
+                expected_wait: Some(wait),
+            } => write!(
+                f,
+                "the pool is overloaded: behind {waiting} waiting acquires, the expected wait \
+                 of {wait:?} would outlast the deadline"
+            ),
             Self::Hook { hook, .. } => write!(f, "the {hook} hook failed"),
         }
     }
@@ -144,6 +158,10 @@ fn known_error<E: 'static>(error: &E) -> Option<&(dyn std::error::Error + 'stati
     }
     #[cfg(feature = "postgres")]
     if let Some(e) = any.downcast_ref::<crate::postgres::PgError>() {
+        return Some(e);
+    }
+    #[cfg(feature = "diesel")]
+    if let Some(e) = any.downcast_ref::<crate::diesel::DieselError>() {
         return Some(e);
     }
     None

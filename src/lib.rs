@@ -57,6 +57,7 @@
 //! |---|---|
 //! | `postgres` | the [`tokio-postgres`](https://docs.rs/tokio-postgres) adapter, module `postgres` (connection manager, statement cache, tracked transactions, `PG*` environment parsing) |
 //! | `sqlite` | the [`rusqlite`](https://docs.rs/rusqlite) adapter, module `sqlite`, with SQLite compiled in (checked settings such as WAL and the busy timeout, in-memory databases, `interact` on Tokio's blocking pool) |
+//! | `diesel` | the [Diesel](https://docs.rs/diesel) adapter, module `diesel` (a manager for any Diesel connection type, `interact` on Tokio's blocking pool, r2d2's defaults and a migration table); enables no Diesel backend |
 //! | `metrics` | gauges and histograms through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) and `Pool::publish_metrics` |
 //!
 //! Items that need a feature say so in their documentation.
@@ -135,6 +136,9 @@ pub mod postgres;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(feature = "diesel")]
+pub mod diesel;
 
 pub use crate::builder::{Builder, MAX_SIZE_LIMIT};
 pub use crate::error::{

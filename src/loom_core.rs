@@ -60,6 +60,13 @@ impl Core {
         Waiter(waiter)
     }
 
+    /// Joins the line unless `max` wait already (`None`: refused).
+    pub fn register_bounded(&self, max: usize) -> Option<Waiter> {
+        let waiter = self.0.new_waiter();
+        self.0.register_bounded(&waiter, max).ok()?;
+        Some(Waiter(waiter))
+    }
+
     /// Looks at a wait without blocking.
     pub fn poll(&self, waiter: &Waiter) -> Got {
         match waiter.0.poll() {

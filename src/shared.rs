@@ -114,6 +114,75 @@ impl Reason {
     }
 }
 
+/// A moving estimate of how fast the line advances, for
+/// [`Builder::fail_fast_when_late`](crate::Builder::fail_fast_when_late):
+/// an exponentially weighted mean (weight 1/8) of the intervals between
+/// consecutive waits that ended with a grant, recorded only when the
+/// setting is on.
+///
+/// The expected wait of a newcomer with `k` acquires ahead is `(k + 1)`
+/// times that mean. It assumes the recent service rate holds: with
+/// independent, similar hold times the error of a sum of `k + 1` intervals
+/// shrinks like `1 / sqrt(k + 1)`, so refusals are reliable for long lines
+/// and cautious for short ones; a burst of slow returns makes it
+/// pessimistic for about eight grants. It gives no estimate (so refuses
+/// nothing) before eight grants, or when the last grant is more than ten
+/// mean intervals old.
+#[derive(Debug)]
+pub(crate) struct ServiceRate {
+    /// When the last wait ended with a grant, in nanoseconds since the
+    /// pool's epoch; 0 before the first.
+    last: AtomicU64,
+    /// The mean interval, in nanoseconds.
+    mean: AtomicU64,
+    samples: AtomicU64,
+}
+
+impl ServiceRate {
+    const MIN_SAMPLES: u64 = 8;
+
+    fn new() -> Self {
+        Self {
+            last: AtomicU64::new(0),
+            mean: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
+        }
+    }
+
+    /// A wait ended with a grant at `now`.
+    pub(crate) fn record(&self, now: u64) {
+        // Relaxed throughout: an estimate; a racing update loses a sample.
+        let prev = self.last.swap(now, Ordering::Relaxed);
+        if prev == 0 || now <= prev {
+            return;
+        }
+        let interval = now - prev;
+        let samples = self.samples.fetch_add(1, Ordering::Relaxed);
+        let mean = self.mean.load(Ordering::Relaxed);
+        let next = if samples == 0 {
+            interval
+        } else {
+            mean - mean / 8 + interval / 8
+        };
+        self.mean.store(next, Ordering::Relaxed);
+    }
+
+    /// The expected wait behind `ahead` acquires, at `now`; `None` without
+    /// a fresh estimate.
+    pub(crate) fn expected_wait(&self, ahead: usize, now: u64) -> Option<Duration> {
+        // Relaxed: an estimate.
+        if self.samples.load(Ordering::Relaxed) < Self::MIN_SAMPLES {
+            return None;
+        }
+        let mean = self.mean.load(Ordering::Relaxed);
+        let last = self.last.load(Ordering::Relaxed);
+        if mean == 0 || now.saturating_sub(last) > mean.saturating_mul(10) {
+            return None;
+        }
+        Some(Duration::from_nanos(mean.saturating_mul(ahead as u64 + 1)))
+    }
+}
+
 /// The pool's side of its upkeep task (see `upkeep`).
 #[derive(Debug)]
 pub(crate) struct UpkeepHandle {
@@ -180,6 +249,9 @@ pub(crate) struct Shared<M: Manager> {
     leaks: Option<Leaks>,
     /// The last resource id given out (see [`ResourceInfo::id`]).
     last_id: AtomicU64,
+    /// The origin of the pool's nanosecond clock (for [`ServiceRate`]).
+    epoch: Instant,
+    rate: ServiceRate,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Metrics>,
 }
@@ -211,6 +283,8 @@ impl<M: Manager> Shared<M> {
             upkeep: UpkeepHandle::new(),
             timers: Timers::new(),
             last_id: AtomicU64::new(0),
+            epoch: Instant::now(),
+            rate: ServiceRate::new(),
         }
     }
 
@@ -251,6 +325,18 @@ impl<M: Manager> Shared<M> {
     #[cfg(feature = "metrics")]
     pub(crate) fn metrics(&self) -> Option<&crate::metrics::Metrics> {
         self.metrics.as_ref()
+    }
+
+    /// The line's service rate estimate.
+    pub(crate) fn rate(&self) -> &ServiceRate {
+        &self.rate
+    }
+
+    /// `at` in nanoseconds since the pool was built (at least 1).
+    pub(crate) fn clock(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// The id of a new resource: unique within the pool.

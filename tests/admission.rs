@@ -139,3 +139,76 @@ async fn cancel_storm_keeps_the_line_count_exact() {
     );
     assert_eq!((s.size, s.idle), (4, 4), "{s:?}");
 }
+
+/// A holder that keeps the only resource 100 ms each time: the estimate
+/// learns that the line advances one waiter per 100 ms.
+#[tokio::test(start_paused = true)]
+async fn fail_fast_refuses_what_would_be_late_and_serves_what_would_not() {
+    let pool = Pool::builder(Unit)
+        .max_size(1)
+        .fail_fast_when_late(true)
+        .acquire_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    // Warm up: 12 waiters, each holding 100 ms, served one after another.
+    let held = pool.acquire().await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let guard = pool.acquire().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(guard);
+        }));
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(held);
+    // While the last few still wait: 3 or so ahead, about 100 ms each.
+    tokio::time::sleep(Duration::from_millis(850)).await;
+    let ahead = pool.status().waiting;
+    assert!(ahead >= 2, "still waiting: {ahead}");
+    let started = tokio::time::Instant::now();
+    match pool.acquire_timeout(Duration::from_millis(150)).await {
+        Err(Error::Overloaded {
+            waiting,
+            expected_wait: Some(expected),
+            ..
+        }) => {
+            assert_eq!(waiting, ahead);
+            let per = Duration::from_millis(100);
+            assert!(
+                expected >= per * (ahead as u32) && expected <= per * (ahead as u32 + 2),
+                "expected {expected:?} for {ahead} ahead"
+            );
+        }
+        other => panic!("expected a fail-fast refusal, got {other:?}"),
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO, "refused at once");
+    // A deadline long enough is served.
+    let patient = pool.acquire_timeout(Duration::from_secs(5)).await;
+    assert!(patient.is_ok(), "{patient:?}");
+    drop(patient);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Nothing waits, the resource is idle: never refused, however short.
+    assert!(pool.acquire_timeout(Duration::from_nanos(1)).await.is_ok());
+    assert_eq!(pool.status().overloaded, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_refuses_nothing_without_an_estimate() {
+    let pool = Pool::builder(Unit)
+        .max_size(1)
+        .fail_fast_when_late(true)
+        .build()
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    match pool.acquire_timeout(Duration::from_millis(10)).await {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("no estimate yet: waits and times out, got {other:?}"),
+    }
+    drop(held);
+    assert_eq!(pool.status().overloaded, 0);
+}

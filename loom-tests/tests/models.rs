@@ -630,3 +630,23 @@ fn c8_blocking_and_async_waiters_racing_releases() {
         assert_eq!((core.idle_len(), core.waiting(), core.size()), (0, 0, 2));
     });
 }
+
+/// c9: two arrivals race for the last place in a bounded line while a
+/// release serves the head: exactly one is admitted, and the counts stay
+/// exact.
+#[test]
+fn c9_bounded_line_admits_exactly_up_to_its_bound() {
+    check("c9_bounded_line_admits_exactly_up_to_its_bound", || {
+        let core = full(1);
+        let first = core.register_bounded(2).expect("room for two");
+        let c = core.clone();
+        let racer = thread::spawn(move || c.register_bounded(2).is_some());
+        let mine = core.register_bounded(2);
+        let theirs = racer.join().unwrap();
+        assert!(mine.is_some() != theirs, "exactly one took the last place");
+        assert_eq!(core.waiting(), 2);
+        core.release_item(1);
+        assert_eq!(core.poll(&first), Got::Item(1));
+        assert_eq!(core.waiting(), 1);
+    });
+}
