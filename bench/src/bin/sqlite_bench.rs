@@ -3,7 +3,7 @@
 //! interleaved within each run.
 //!
 //! ```sh
-//! cargo run --release --example sqlite_bench --features sqlite -- \
+//! cargo run --release -p quickslot-bench --features sqlite --bin sqlite_bench -- \
 //!     [--tasks 64] [--pool 8] [--seconds 3] [--runs 3] [--rows 10000]
 //! ```
 //!
