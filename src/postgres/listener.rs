@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Connection, Notification, Socket};
 
-use super::manager::{describe_server, Opened, PgError, PgManager};
+use super::manager::{describe_server, Chain, Opened, PgError, PgManager};
 
 /// How a [`Listener`] reconnects and checks its connection.
 ///
@@ -555,7 +555,7 @@ where
                 tracing::warn!(
                     target: "quickslot::postgres",
                     channel = %channel,
-                    error = %e,
+                    error = %Chain(&e),
                     "the server rejected a listener channel; it is dropped"
                 );
                 let mut error = Some(e);
@@ -693,7 +693,7 @@ async fn run<T>(
             target: "quickslot::postgres",
             pool = %pool,
             server = %server,
-            error = error.as_ref().map(|e| e as &dyn std::error::Error),
+            error = error.as_ref().map(|e| Chain(e).to_string()),
             "listener connection lost; reconnecting"
         );
         let _ = events.send(ListenerEvent::Disconnected(error));
@@ -715,7 +715,7 @@ fn log_attempt(pool: &str, attempts: u32, error: &PgError) {
         tracing::warn!(
             target: "quickslot::postgres",
             pool = %pool,
-            error = error as &dyn std::error::Error,
+            error = %Chain(error),
             "listener could not connect; retrying with backoff"
         );
     } else {
@@ -723,7 +723,7 @@ fn log_attempt(pool: &str, attempts: u32, error: &PgError) {
             target: "quickslot::postgres",
             pool = %pool,
             attempts,
-            error = error as &dyn std::error::Error,
+            error = %Chain(error),
             "listener could not connect; retrying with backoff"
         );
     }

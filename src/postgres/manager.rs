@@ -776,6 +776,26 @@ where
     }
 }
 
+/// An error and its `source()` chain on one line, for log events (a
+/// message already shown by the one before it is not repeated).
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !shown.ends_with(&text) {
+                shown.push_str(": ");
+                shown.push_str(&text);
+            }
+            next = cause.source();
+        }
+        f.write_str(&shown)
+    }
+}
+
 /// `host:port` of a connection for log events.
 pub(crate) fn describe_server(config: &Config, target: Option<&cancel::Target>) -> String {
     match target {
@@ -885,7 +905,7 @@ where
                     target: "quickslot::postgres",
                     pool = %pool,
                     server = %server,
-                    error = %error,
+                    error = %Chain(&error),
                     "PostgreSQL connection failed"
                 ),
             }
