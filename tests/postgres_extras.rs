@@ -13,7 +13,7 @@
 //! cuts another test's connections.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -54,10 +54,11 @@ macro_rules! url_or_skip {
     };
 }
 
-/// One test at a time (the restart test stops the server).
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// One test at a time (the restart test stops the server). Each test has
+/// its own runtime, so the lock is an async one held across awaits.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// A manager whose connections carry `application_name = app`, so the
@@ -155,7 +156,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_query_is_cancelled_and_the_next_user_is_served_at_once() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let app = "qs_cancel_drop";
     let pool = manager(&url, app)
         .pool_builder()
@@ -208,7 +209,7 @@ async fn dropped_query_is_cancelled_and_the_next_user_is_served_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_query_in_a_transaction_is_cancelled_and_rolled_back() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let app = "qs_cancel_tx";
     admin(&url)
         .await
@@ -268,7 +269,7 @@ async fn dropped_query_in_a_transaction_is_cancelled_and_rolled_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_holder_can_go_on_after_a_dropped_query() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let pool = manager(&url, "qs_cancel_holder")
         .pool_builder()
         .max_size(1)
@@ -301,7 +302,7 @@ async fn the_holder_can_go_on_after_a_dropped_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_cancel_never_hits_the_next_statement() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let pool = manager(&url, "qs_cancel_late")
         .pool_builder()
         .max_size(1)
@@ -336,7 +337,7 @@ async fn a_late_cancel_never_hits_the_next_statement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_and_simple_queries_are_covered_too() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let pool = manager(&url, "qs_cancel_cached")
         .pool_builder()
         .max_size(1)
@@ -378,14 +379,11 @@ async fn next_notification(
     listener: &mut quickslot::postgres::Listener,
     within: Duration,
 ) -> tokio_postgres::Notification {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, listener.recv()).await {
-            Ok(Some(ListenerEvent::Notification(n))) => return n,
-            Ok(Some(other)) => panic!("expected a notification, got {other:?}"),
-            Ok(None) => panic!("the listener ended"),
-            Err(_) => panic!("no notification within {within:?}"),
-        }
+    match tokio::time::timeout(within, listener.recv()).await {
+        Ok(Some(ListenerEvent::Notification(n))) => n,
+        Ok(Some(other)) => panic!("expected a notification, got {other:?}"),
+        Ok(None) => panic!("the listener ended"),
+        Err(_) => panic!("no notification within {within:?}"),
     }
 }
 
@@ -417,7 +415,7 @@ async fn await_reconnect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_receives_resubscribes_after_a_terminated_backend_and_reports_the_gap() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let app = "qs_listener_term";
     let pool = manager(&url, app)
         .pool_builder()
@@ -507,7 +505,7 @@ async fn listener_receives_resubscribes_after_a_terminated_backend_and_reports_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_delivers_a_burst_in_order_with_none_lost() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let mut listener = manager(&url, "qs_listener_burst").listener();
     listener.listen("burst").await.expect("listen");
     let notifier = admin(&url).await;
@@ -563,7 +561,7 @@ async fn listener_comes_back_after_a_server_restart() {
         eprintln!("skipping: QUICKSLOT_PG_CTL is not set (use scripts/with-postgres)");
         return;
     };
-    let _serial = serial();
+    let _serial = serial().await;
     let pool = manager(&url, "qs_listener_restart")
         .pool_builder()
         .max_size(2)
@@ -625,7 +623,7 @@ async fn listener_comes_back_after_a_server_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_password_keeps_the_pool_serving_and_soft_evict_replaces_everything() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let admin = admin(&url).await;
     admin
         .batch_execute(
@@ -755,7 +753,7 @@ async fn rotating_password_keeps_the_pool_serving_and_soft_evict_replaces_everyt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_evict_discards_checked_out_connections_on_return() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let pool = manager(&url, "qs_evict")
         .pool_builder()
         .max_size(2)
@@ -841,7 +839,7 @@ fn pool_builder_defaults_and_the_timeout_interplay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recycle_bound_is_the_smaller_of_the_two() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let config = parse_config(&url).expect("url");
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], config.get_ports()[0]));
     let proxy = quickslot_testkit::proxy::Proxy::start(upstream)
@@ -1016,7 +1014,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
 async fn a_failed_connection_is_logged_with_pool_server_and_error() {
     use tracing_subscriber::layer::SubscriberExt;
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     let captured = Captured::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
@@ -1084,7 +1082,7 @@ async fn nested<C: GenericClient>(db: &mut C) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generic_client_takes_a_pooled_client_a_client_or_a_transaction() {
     let url = url_or_skip!();
-    let _serial = serial();
+    let _serial = serial().await;
     admin(&url)
         .await
         .batch_execute("DROP TABLE IF EXISTS qs_generic; CREATE TABLE qs_generic (id int)")
