@@ -36,11 +36,15 @@
 //! has come back, no signal can still be on its way, so the connection is
 //! clean whatever the dropped statement did.
 //!
-//! Where the confirmation is impossible (a TLS connector is configured but
-//! the server negotiated no TLS, or the connection's host cannot be told
-//! from the configuration) the cancel is sent unconfirmed and the
-//! connection is discarded after its probe comes back, so a stray signal
-//! can hit no one.
+//! A cancel request goes the way its connection went: over TLS with the
+//! manager's connector when the connection uses TLS (with `sslmode=prefer`
+//! and a real connector, the server is asked once per connection, from
+//! `pg_stat_ssl`), else over a plain socket of our own to the connection's
+//! host. Where the confirmation is impossible (a TLS connection whose
+//! server then declines TLS for the cancel request, or a plain connection
+//! whose host cannot be told from the configuration) the cancel is sent
+//! unconfirmed and the connection is discarded after its probe comes back,
+//! so a stray signal can hit no one.
 
 use std::any::TypeId;
 use std::fmt;
@@ -178,16 +182,30 @@ impl MakeTlsConnect<Socket> for NameSpy {
     }
 }
 
-/// How cancel requests reach a connection's backend.
-pub(crate) fn canceller<T>(tls: T, config: &Config, target: Option<Target>) -> Canceller
+/// Whether a connection made with `config` and a connector of type `T`
+/// may or may not use TLS, so that only the server can tell
+/// (`sslmode=prefer` with a real connector).
+pub(crate) fn tls_undecided<T: 'static>(config: &Config) -> bool {
+    TypeId::of::<T>() != TypeId::of::<NoTls>() && config.get_ssl_mode() == SslMode::Prefer
+}
+
+/// How cancel requests reach a connection's backend; `tls_in_use` is what
+/// the server said when [`tls_undecided`].
+pub(crate) fn canceller<T>(
+    tls: T,
+    config: &Config,
+    target: Option<Target>,
+    tls_in_use: Option<bool>,
+) -> Canceller
 where
     T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
     T::Stream: Send + Sync + 'static,
     T::TlsConnect: Send + Sync,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
-    let plain =
-        TypeId::of::<T>() == TypeId::of::<NoTls>() || config.get_ssl_mode() == SslMode::Disable;
+    let plain = TypeId::of::<T>() == TypeId::of::<NoTls>()
+        || config.get_ssl_mode() == SslMode::Disable
+        || tls_in_use == Some(false);
     let timeout = config.get_connect_timeout().copied();
     Arc::new(move |token: CancelToken| -> BoxFuture<CancelSent> {
         match (plain, &target) {

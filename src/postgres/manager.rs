@@ -770,9 +770,27 @@ where
         })
     }
 
-    /// How cancel requests reach the backend of a connection.
-    pub(crate) fn canceller(&self, opened: &Opened<T>) -> cancel::Canceller {
-        cancel::canceller(self.tls.clone(), &opened.config, opened.target.clone())
+    /// How cancel requests reach the backend of a connection (whose I/O
+    /// is running).
+    async fn canceller(
+        &self,
+        client: &tokio_postgres::Client,
+        config: &Config,
+        target: Option<cancel::Target>,
+    ) -> cancel::Canceller {
+        let tls_in_use = if cancel::tls_undecided::<T>(config) {
+            client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .ok()
+                .and_then(|row| row.try_get::<_, bool>(0).ok())
+        } else {
+            None
+        };
+        cancel::canceller(self.tls.clone(), config, target, tls_in_use)
     }
 }
 
@@ -881,7 +899,6 @@ where
     /// event when it was closed normally.
     async fn create(&self) -> Result<Client, PgError> {
         let opened = self.open().await?;
-        let canceller = self.canceller(&opened);
         let Opened {
             client,
             connection,
@@ -911,6 +928,7 @@ where
             }
         });
         self.run_hooks(&client).await?;
+        let canceller = self.canceller(&client, &config, target).await;
         let statements = StatementCache::new(self.statement_cache_capacity, self.shared.clone());
         let hygiene = Hygiene::new(canceller, self.recycle_timeout);
         Ok(Client::new(client, statements, hygiene, generation))
