@@ -332,6 +332,72 @@ async fn a_late_cancel_never_hits_the_next_statement() {
     );
 }
 
+/// Several queries pipelined on one client and dropped together: the
+/// cancel request is sent again until all are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_dropped_queries_on_one_client_are_all_cancelled() {
+    let url = url_or_skip!();
+    let _serial = serial().await;
+    let pool = manager(&url, "qs_cancel_many")
+        .pool_builder()
+        .max_size(1)
+        .build()
+        .expect("pool");
+    for round in 0..5 {
+        let client = pool.acquire().await.expect("acquire");
+        let all = async {
+            futures::join!(
+                client.query("SELECT pg_sleep(5)", &[]),
+                client.execute("SELECT pg_sleep(5)", &[]),
+                client.simple_query("SELECT pg_sleep(5)"),
+            )
+        };
+        assert!(tokio::time::timeout(Duration::from_millis(100), all)
+            .await
+            .is_err());
+        drop(client);
+        let started = Instant::now();
+        pool.acquire()
+            .await
+            .expect("next")
+            .query_one("SELECT 1", &[])
+            .await
+            .expect("SELECT 1");
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(1), "round {round}: {waited:?}");
+    }
+    assert_eq!(pool.status().created, 1);
+}
+
+/// A query dropped while another call of the same holder is in flight on
+/// the connection: the live call is never the one cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_call_sharing_the_client_is_never_cancelled() {
+    let url = url_or_skip!();
+    let _serial = serial().await;
+    let pool = manager(&url, "qs_cancel_live")
+        .pool_builder()
+        .max_size(1)
+        .build()
+        .expect("pool");
+    for round in 0..5 {
+        let client = pool.acquire().await.expect("acquire");
+        // Sent first, so it runs first; it must finish normally.
+        let live = client.query_one("SELECT pg_sleep(0.3), 7", &[]);
+        let dropped = client.query("SELECT pg_sleep(5)", &[]);
+        let (live, dropped) = futures::join!(
+            live,
+            tokio::time::timeout(Duration::from_millis(100), dropped)
+        );
+        assert!(dropped.is_err(), "round {round}");
+        let n: i32 = live.expect("the live call was not cancelled").get(1);
+        assert_eq!(n, 7);
+        let started = Instant::now();
+        client.query_one("SELECT 1", &[]).await.expect("SELECT 1");
+        assert!(started.elapsed() < Duration::from_secs(1), "round {round}");
+    }
+}
+
 /// Cancel on drop through the statement cache and `simple_query`, and a
 /// connection that comes back while it is still draining.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

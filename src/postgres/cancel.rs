@@ -13,7 +13,12 @@
 //!    answer comes back only after the server has finished (or abandoned)
 //!    everything queued before it, the dropped statement included;
 //! 2. spawns a *drain* task that sends a cancel request for the backend and
-//!    waits for the probe's answer, within the manager's recycle timeout.
+//!    waits for the probe's answer, sending the request again (50 ms, then
+//!    doubling to 1 s) while the probe is not back, as several dropped
+//!    statements may be queued; all within the manager's recycle timeout.
+//!    No request is sent while another guarded call of the connection is
+//!    in flight (a holder sharing the client between futures): it could be
+//!    the statement stopped. The drain then just waits.
 //!
 //! Until every drain of a connection has finished, the guarded methods wait
 //! before sending anything, and `PgManager::recycle` waits before handing the
@@ -52,7 +57,7 @@ use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
@@ -464,6 +469,28 @@ pub(crate) enum Unclean {
     NoProbe,
 }
 
+/// How long a drain waits for its probe before it sends the cancel request
+/// again, doubling up to [`LAST_RESEND`].
+const FIRST_RESEND: Duration = Duration::from_millis(50);
+const LAST_RESEND: Duration = Duration::from_secs(1);
+
+/// Reads the probe's answer to its end: `Ok` once the server has processed
+/// it, which it does only after everything queued before it.
+async fn finish_probe(
+    probe: &mut Pin<Box<SimpleQueryStream>>,
+) -> Result<(), tokio_postgres::Error> {
+    loop {
+        match std::future::poll_fn(|cx| probe.as_mut().poll_next(cx)).await {
+            None => return Ok(()),
+            Some(Ok(_)) => {}
+            // The server answered with an error (the probe was cancelled,
+            // or ran in an aborted transaction): it has processed it.
+            Some(Err(e)) if e.as_db_error().is_some() => return Ok(()),
+            Some(Err(e)) => return Err(e),
+        }
+    }
+}
+
 /// A dropped operation's drain, not started yet (no runtime at the drop).
 struct Drain {
     probe: Pin<Box<SimpleQueryStream>>,
@@ -487,6 +514,8 @@ pub(crate) struct Hygiene {
     dirty: AtomicBool,
     /// The connection is to be discarded.
     broken: AtomicBool,
+    /// Guarded calls in flight, not dropped.
+    live: AtomicUsize,
     state: Mutex<State>,
     done: tokio::sync::Notify,
     canceller: Canceller,
@@ -507,6 +536,7 @@ impl Hygiene {
         Arc::new(Self {
             dirty: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
             done: tokio::sync::Notify::new(),
             canceller,
@@ -613,33 +643,36 @@ impl Hygiene {
     async fn run(self: Arc<Self>, drain: Drain) {
         let Drain { mut probe, token } = drain;
         let work = async {
-            let sent = (self.canceller)(token).await;
-            let answered = loop {
-                match std::future::poll_fn(|cx| probe.as_mut().poll_next(cx)).await {
-                    None => break Ok(()),
-                    Some(Ok(_)) => {}
-                    // The server answered with an error (the probe was
-                    // cancelled, or ran in an aborted transaction): it has
-                    // processed everything before it.
-                    Some(Err(e)) if e.as_db_error().is_some() => break Ok(()),
-                    Some(Err(e)) => break Err(e),
+            // A cancel request stops whatever the backend runs when it
+            // arrives; several dropped statements may be queued, so it is
+            // sent again until the probe comes back. Each is confirmed
+            // before the next step, so none can outlive the drain. None is
+            // sent while a call of the holder is in flight on the
+            // connection: it could be the one stopped.
+            let mut wait = FIRST_RESEND;
+            let mut doubt: Option<Unclean> = None;
+            loop {
+                if self.live.load(Ordering::Acquire) == 0 {
+                    match (self.canceller)(token.clone()).await {
+                        CancelSent::Confirmed => {}
+                        CancelSent::NotSent(e) => tracing::debug!(
+                            target: "quickslot::postgres",
+                            error = %e,
+                            "the cancel request for a dropped query could not be sent"
+                        ),
+                        CancelSent::Unconfirmed => {
+                            doubt.get_or_insert(Unclean::Unconfirmed);
+                        }
+                        CancelSent::Failed(e) => {
+                            doubt.get_or_insert(Unclean::Cancel(e));
+                        }
+                    }
                 }
-            };
-            match (answered, sent) {
-                (Err(e), _) => Err(Unclean::Probe(e)),
-                (Ok(()), CancelSent::Confirmed) => Ok(()),
-                (Ok(()), CancelSent::NotSent(e)) => {
-                    // Nothing can land late; the statement just ran to its
-                    // end.
-                    tracing::debug!(
-                        target: "quickslot::postgres",
-                        error = %e,
-                        "the cancel request for a dropped query could not be sent"
-                    );
-                    Ok(())
+                match tokio::time::timeout(wait, finish_probe(&mut probe)).await {
+                    Ok(Ok(())) => break doubt.map_or(Ok(()), Err),
+                    Ok(Err(e)) => break Err(Unclean::Probe(e)),
+                    Err(_) => wait = (wait * 2).min(LAST_RESEND),
                 }
-                (Ok(()), CancelSent::Unconfirmed) => Err(Unclean::Unconfirmed),
-                (Ok(()), CancelSent::Failed(e)) => Err(Unclean::Cancel(e)),
             }
         };
         let outcome = match tokio::time::timeout(self.bound, work).await {
@@ -673,6 +706,7 @@ pub(crate) async fn guarded<F: Future>(
     // `tokio_postgres::Error` cannot be made here); the pool discards it
     // when it comes back.
     let _ = hygiene.settle().await;
+    hygiene.live.fetch_add(1, Ordering::AcqRel);
     let mut guard = OpGuard {
         hygiene,
         client,
@@ -692,6 +726,7 @@ struct OpGuard<'a> {
 
 impl Drop for OpGuard<'_> {
     fn drop(&mut self) {
+        self.hygiene.live.fetch_sub(1, Ordering::AcqRel);
         if self.armed {
             self.hygiene.abandoned(self.client);
         }
