@@ -398,6 +398,57 @@ async fn a_live_call_sharing_the_client_is_never_cancelled() {
     }
 }
 
+/// With `cancel_on_drop(false)` a dropped statement runs to its end (a
+/// dropped INSERT still inserts), and the next user waits for it; with the
+/// default it is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_drop_can_be_turned_off() {
+    let url = url_or_skip!();
+    let _serial = serial().await;
+    admin(&url)
+        .await
+        .batch_execute("DROP TABLE IF EXISTS qs_cancel_off; CREATE TABLE qs_cancel_off (on_ bool)")
+        .await
+        .expect("table");
+    for cancel in [false, true] {
+        let pool = manager(&url, "qs_cancel_off")
+            .cancel_on_drop(cancel)
+            .pool_builder()
+            .max_size(1)
+            .build()
+            .expect("pool");
+        let client = pool.acquire().await.expect("acquire");
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&cancel];
+        let insert = client.execute(
+            "INSERT INTO qs_cancel_off SELECT $1 FROM pg_sleep(0.5)",
+            &params,
+        );
+        assert!(tokio::time::timeout(Duration::from_millis(50), insert)
+            .await
+            .is_err());
+        drop(client);
+        let started = Instant::now();
+        let next = pool.acquire().await.expect("next");
+        let waited = started.elapsed();
+        let n: i64 = next
+            .query_one(
+                "SELECT count(*) FROM qs_cancel_off WHERE on_ = $1",
+                &[&cancel],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        if cancel {
+            assert_eq!(n, 0, "cancelled");
+            assert!(waited < Duration::from_millis(300), "{waited:?}");
+        } else {
+            assert_eq!(n, 1, "ran to its end");
+            assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        }
+        assert_eq!(pool.status().created, 1);
+    }
+}
+
 /// Cancel on drop through the statement cache and `simple_query`, and a
 /// connection that comes back while it is still draining.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

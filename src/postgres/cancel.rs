@@ -518,7 +518,8 @@ pub(crate) struct Hygiene {
     live: AtomicUsize,
     state: Mutex<State>,
     done: tokio::sync::Notify,
-    canceller: Canceller,
+    /// `None` when cancel on drop is off: drains only wait.
+    canceller: Option<Canceller>,
     bound: Duration,
 }
 
@@ -532,7 +533,7 @@ impl fmt::Debug for Hygiene {
 }
 
 impl Hygiene {
-    pub(crate) fn new(canceller: Canceller, bound: Duration) -> Arc<Self> {
+    pub(crate) fn new(canceller: Option<Canceller>, bound: Duration) -> Arc<Self> {
         Arc::new(Self {
             dirty: AtomicBool::new(false),
             broken: AtomicBool::new(false),
@@ -569,7 +570,8 @@ impl Hygiene {
     /// Waits until every drain of this connection has finished (bounded by
     /// the recycle timeout); `Err` when the connection is to be discarded.
     pub(crate) async fn settle(self: &Arc<Self>) -> Result<(), Arc<Unclean>> {
-        if self.is_dirty() {
+        // A connection already known broken is not waited for again.
+        if self.is_dirty() && !self.is_broken() {
             self.settle_slow().await;
         }
         match self.is_broken() {
@@ -652,8 +654,11 @@ impl Hygiene {
             let mut wait = FIRST_RESEND;
             let mut doubt: Option<Unclean> = None;
             loop {
-                if self.live.load(Ordering::Acquire) == 0 {
-                    match (self.canceller)(token.clone()).await {
+                let canceller = self.canceller.as_ref();
+                if let Some(canceller) =
+                    canceller.filter(|_| self.live.load(Ordering::Acquire) == 0)
+                {
+                    match canceller(token.clone()).await {
                         CancelSent::Confirmed => {}
                         CancelSent::NotSent(e) => tracing::debug!(
                             target: "quickslot::postgres",

@@ -62,6 +62,8 @@ use super::statement_cache::{StatementCache, StatementCacheStats};
 /// network), and so do the methods above if the holder goes on using it.
 /// A connection whose drain does not finish within the manager's
 /// [`recycle_timeout`](super::PgManager::recycle_timeout) is discarded.
+/// [`PgManager::cancel_on_drop`](super::PgManager::cancel_on_drop)`(false)`
+/// keeps the wait and drops the cancel: the statement then runs to its end.
 /// The cancel request uses the manager's TLS connector, so TLS and
 /// [`NoTls`](super::NoTls) both work; the details are in the
 /// [module documentation](super#cancel-on-drop).
@@ -626,7 +628,9 @@ impl Drop for OpenFlag<'_> {
 /// The query methods it defines itself (`query`, `execute`, the `*_cached`
 /// ones, ...) cancel their statement on the server when dropped before they
 /// completed, as the [`Client`]'s do ([Cancel on drop](Client#cancel-on-drop));
-/// the transaction is then aborted, and rolled back when dropped.
+/// the transaction is then aborted: it rolls back when dropped, and a later
+/// [`commit`](Self::commit) rolls it back too (PostgreSQL answers `COMMIT`
+/// of an aborted transaction with `ROLLBACK`, without an error).
 ///
 /// The `*_cached` methods use the connection's statement cache. Unlike the
 /// [`Client`] ones they do not retry on a stale cached plan, because the

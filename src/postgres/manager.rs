@@ -311,6 +311,7 @@ pub struct PgManager<T = NoTls> {
     verify_window: Duration,
     statement_cache_capacity: usize,
     recycle_timeout: Duration,
+    cancel_on_drop: bool,
     name: Option<Arc<str>>,
     credentials: Option<Credentials>,
     hooks: Vec<Arc<Hook>>,
@@ -329,6 +330,7 @@ impl<T> fmt::Debug for PgManager<T> {
             .field("verify_window", &self.verify_window)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("recycle_timeout", &self.recycle_timeout)
+            .field("cancel_on_drop", &self.cancel_on_drop)
             .field("name", &self.name)
             .field(
                 "credentials",
@@ -382,6 +384,7 @@ impl<T> PgManager<T> {
             verify_window: DEFAULT_VERIFY_WINDOW,
             statement_cache_capacity: DEFAULT_STATEMENT_CACHE_CAPACITY,
             recycle_timeout: DEFAULT_RECYCLE_TIMEOUT,
+            cancel_on_drop: true,
             name: None,
             credentials: None,
             hooks: Vec::new(),
@@ -399,6 +402,7 @@ impl<T> PgManager<T> {
             verify_window: self.verify_window,
             statement_cache_capacity: self.statement_cache_capacity,
             recycle_timeout: self.recycle_timeout,
+            cancel_on_drop: self.cancel_on_drop,
             name: self.name,
             credentials: self.credentials,
             hooks: self.hooks,
@@ -419,6 +423,7 @@ impl<T> PgManager<T> {
             verify_window: self.verify_window,
             statement_cache_capacity: self.statement_cache_capacity,
             recycle_timeout: self.recycle_timeout,
+            cancel_on_drop: self.cancel_on_drop,
             name: self.name.clone(),
             credentials: self.credentials.clone(),
             hooks: self.hooks.clone(),
@@ -506,6 +511,18 @@ impl<T> PgManager<T> {
     pub fn recycle_timeout(mut self, timeout: Duration) -> Self {
         assert!(!timeout.is_zero(), "recycle_timeout must not be zero");
         self.recycle_timeout = timeout;
+        self
+    }
+
+    /// Whether a statement whose query future is dropped before it
+    /// completed is cancelled on the server (default `true`; see
+    /// [Cancel on drop](super::Client#cancel-on-drop)). With `false` it runs
+    /// to its end, as with `tokio_postgres` alone, and the connection is
+    /// still handed to no one before it is done: the next checkout waits
+    /// for it, up to the [`recycle_timeout`](Self::recycle_timeout), after
+    /// which the connection is discarded.
+    pub fn cancel_on_drop(mut self, cancel: bool) -> Self {
+        self.cancel_on_drop = cancel;
         self
     }
 
@@ -928,7 +945,10 @@ where
             }
         });
         self.run_hooks(&client).await?;
-        let canceller = self.canceller(&client, &config, target).await;
+        let canceller = match self.cancel_on_drop {
+            true => Some(self.canceller(&client, &config, target).await),
+            false => None,
+        };
         let statements = StatementCache::new(self.statement_cache_capacity, self.shared.clone());
         let hygiene = Hygiene::new(canceller, self.recycle_timeout);
         Ok(Client::new(client, statements, hygiene, generation))

@@ -63,6 +63,13 @@
 //!   the pool creates a fresh one.
 //! * SQL errors (constraint violations, `statement_timeout`, syntax) come back
 //!   unchanged as [`tokio_postgres::Error`]; the connection stays usable.
+//! * A failing [credential provider](PgManager::password_provider): `acquire`
+//!   returns at once with `Error::Create(`[`PgError::Credentials`]`)`, the
+//!   provider's error as its `source()`.
+//! * Checkout checks that fail ([`PgError::RecycleTimeout`],
+//!   [`PgError::Abandoned`] after a dropped query, [`PgError::Evicted`])
+//!   never reach the caller: the connection is discarded and another used
+//!   or made; they show as the last error of an acquire that times out.
 //!
 //! # TLS
 //!
