@@ -3,11 +3,15 @@
 use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{GenericClient, IsolationLevel, Row, Statement};
+use tokio_postgres::{
+    GenericClient, IsolationLevel, Row, SimpleQueryMessage, Statement, ToStatement,
+};
 
+use super::cancel::{guarded, Hygiene};
 use super::statement_cache::{StatementCache, StatementCacheStats};
 
 /// One pooled PostgreSQL connection.
@@ -30,11 +34,50 @@ use super::statement_cache::{StatementCache, StatementCacheStats};
 ///   (`tokio_postgres` queues the `ROLLBACK` on drop), and a connection whose
 ///   transaction was leaked (for example with [`std::mem::forget`]) is reported
 ///   broken and discarded when it returns to the pool, whatever the
-///   [`RecyclingMethod`](super::RecyclingMethod).
+///   [`RecyclingMethod`](super::RecyclingMethod);
+/// * cancel on drop (below).
+///
+/// # Cancel on drop
+///
+/// When the future of one of these methods is dropped before it completed
+/// (a `tokio::time::timeout` ran out, a `select!` took another branch, the
+/// request was aborted), the statement is cancelled on the server and the
+/// connection is not used again until the server has finished with it:
+///
+/// * [`query`](Self::query), [`query_one`](Self::query_one),
+///   [`query_opt`](Self::query_opt), [`query_typed`](Self::query_typed),
+///   [`execute`](Self::execute), [`simple_query`](Self::simple_query),
+///   [`batch_execute`](Self::batch_execute);
+/// * [`query_cached`](Self::query_cached),
+///   [`query_one_cached`](Self::query_one_cached),
+///   [`query_opt_cached`](Self::query_opt_cached),
+///   [`execute_cached`](Self::execute_cached);
+/// * the same methods of [`Transaction`].
+///
+/// In the background, a cancel request is sent for the connection's
+/// backend, and an empty query queued behind the dropped statement shows
+/// when the server is done with it. Meanwhile the connection may go back to
+/// the pool, but the next checkout waits for that (about one round trip
+/// plus the server's cancel latency, a few milliseconds on a local
+/// network), and so do the methods above if the holder goes on using it.
+/// A connection whose drain does not finish within the manager's
+/// [`recycle_timeout`](super::PgManager::recycle_timeout) is discarded.
+/// [`PgManager::cancel_on_drop`](super::PgManager::cancel_on_drop)`(false)`
+/// keeps the wait and drops the cancel: the statement then runs to its end.
+/// The cancel request uses the manager's TLS connector, so TLS and
+/// [`NoTls`](super::NoTls) both work; the details are in the
+/// [module documentation](super#cancel-on-drop).
+///
+/// Methods reached through `Deref` on [`tokio_postgres::Client`] (`query_raw`,
+/// `copy_in`, `copy_out`, `query_scalar`, ...) are not covered: dropping
+/// them leaves the statement running, and the next user of the connection
+/// waits behind it, as with `tokio_postgres` alone.
 pub struct Client {
     client: tokio_postgres::Client,
     statements: StatementCache,
     txn_open: bool,
+    hygiene: Arc<Hygiene>,
+    generation: u64,
 }
 
 impl fmt::Debug for Client {
@@ -42,6 +85,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("closed", &self.client.is_closed())
             .field("transaction_open", &self.txn_open)
+            .field("generation", &self.generation)
             .field("statement_cache", &self.statements.stats())
             .finish_non_exhaustive()
     }
@@ -68,17 +112,40 @@ impl AsRef<tokio_postgres::Client> for Client {
 }
 
 impl Client {
-    pub(crate) fn new(client: tokio_postgres::Client, statements: StatementCache) -> Self {
+    pub(crate) fn new(
+        client: tokio_postgres::Client,
+        statements: StatementCache,
+        hygiene: Arc<Hygiene>,
+        generation: u64,
+    ) -> Self {
         Client {
             client,
             statements,
             txn_open: false,
+            hygiene,
+            generation,
         }
     }
 
     /// Whether a [`Transaction`] of this client is alive (or was leaked).
     pub(crate) fn transaction_open(&self) -> bool {
         self.txn_open
+    }
+
+    pub(crate) fn hygiene(&self) -> &Arc<Hygiene> {
+        &self.hygiene
+    }
+
+    /// The manager's generation this connection was created in (see
+    /// [`PgManager::soft_evict`](super::PgManager::soft_evict)).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether a query dropped before it completed is still being cleared
+    /// from this connection (see [Cancel on drop](Self#cancel-on-drop)).
+    pub fn is_draining(&self) -> bool {
+        self.hygiene.is_dirty()
     }
 
     /// The underlying `tokio_postgres` client (the same as `&*client`).
@@ -99,6 +166,7 @@ impl Client {
     ///
     /// Cancel safe: if dropped before the server answers, nothing is cached.
     pub async fn prepare_cached(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
+        let _ = self.hygiene.settle().await;
         prepare_cached(&self.client, &self.statements, query, &[]).await
     }
 
@@ -117,6 +185,7 @@ impl Client {
         query: &str,
         types: &[Type],
     ) -> Result<Statement, tokio_postgres::Error> {
+        let _ = self.hygiene.settle().await;
         prepare_cached(&self.client, &self.statements, query, types).await
     }
 
@@ -135,14 +204,15 @@ impl Client {
     ///
     /// # Cancel safety
     ///
-    /// As for [`tokio_postgres::Client::query`]: a query already sent still
-    /// runs on the server, and its result is discarded.
+    /// Cancelled on the server when dropped before it completed (see
+    /// [Cancel on drop](Self#cancel-on-drop)).
     pub async fn query_cached(
         &self,
         query: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        run_cached(&self.client, &self.statements, query, Query(params), true).await
+        let run = run_cached(&self.client, &self.statements, query, Query(params), true);
+        guarded(&self.hygiene, &self.client, run).await
     }
 
     /// Like [`query_cached`](Self::query_cached), expecting exactly one row.
@@ -160,14 +230,14 @@ impl Client {
         query: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, tokio_postgres::Error> {
-        run_cached(
+        let run = run_cached(
             &self.client,
             &self.statements,
             query,
             QueryOne(params),
             true,
-        )
-        .await
+        );
+        guarded(&self.hygiene, &self.client, run).await
     }
 
     /// Like [`query_cached`](Self::query_cached), expecting zero or one row.
@@ -185,14 +255,14 @@ impl Client {
         query: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        run_cached(
+        let run = run_cached(
             &self.client,
             &self.statements,
             query,
             QueryOpt(params),
             true,
-        )
-        .await
+        );
+        guarded(&self.hygiene, &self.client, run).await
     }
 
     /// Runs a statement through the statement cache and returns the number of
@@ -211,7 +281,8 @@ impl Client {
         query: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error> {
-        run_cached(&self.client, &self.statements, query, Execute(params), true).await
+        let run = run_cached(&self.client, &self.statements, query, Execute(params), true);
+        guarded(&self.hygiene, &self.client, run).await
     }
 
     /// Hit, miss, eviction and invalidation counts of this connection's
@@ -255,13 +326,221 @@ impl Client {
             client,
             statements,
             txn_open,
+            hygiene,
+            ..
         } = self;
         TransactionBuilder {
             inner: client.build_transaction(),
             statements,
+            hygiene,
             open: txn_open,
         }
     }
+
+    fn raw(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+}
+
+/// The guarded query methods, the same on [`Client`] and [`Transaction`]
+macro_rules! guarded_methods {
+    () => {
+        /// Like `tokio_postgres`'s `prepare`; waits first while a dropped
+        /// query is being cleared.
+        ///
+        /// # Errors
+        ///
+        /// The server's error for a statement it cannot prepare.
+        ///
+        /// # Cancel safety
+        ///
+        /// Cancel safe: a dropped prepare leaves nothing running.
+        pub async fn prepare(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
+            let _ = self.hygiene.settle().await;
+            self.inner().prepare(query).await
+        }
+
+        /// Like `tokio_postgres`'s `prepare_typed`; waits first while a
+        /// dropped query is being cleared.
+        ///
+        /// # Errors
+        ///
+        /// The server's error for a statement it cannot prepare.
+        ///
+        /// # Cancel safety
+        ///
+        /// Cancel safe: a dropped prepare leaves nothing running.
+        pub async fn prepare_typed(
+            &self,
+            query: &str,
+            types: &[Type],
+        ) -> Result<Statement, tokio_postgres::Error> {
+            let _ = self.hygiene.settle().await;
+            self.inner().prepare_typed(query, types).await
+        }
+
+        /// Runs a statement and returns its rows, like `tokio_postgres`'s `query`, with [cancel on drop](Client#cancel-on-drop).
+        ///
+        /// `statement` is a [`Statement`] or the query text.
+        ///
+        /// # Errors
+        ///
+        /// The server's error, unchanged.
+        ///
+        /// # Cancel safety
+        ///
+        /// Dropping the future before it completed cancels the statement on
+        /// the server; the connection is reused only once that is done.
+        pub async fn query<T>(
+            &self,
+            statement: &T,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Vec<Row>, tokio_postgres::Error>
+        where
+            T: ?Sized + ToStatement,
+        {
+            guarded(
+                &self.hygiene,
+                self.raw(),
+                self.inner().query(statement, params),
+            )
+            .await
+        }
+
+        /// Runs a statement that returns exactly one row, with [cancel on drop](Client#cancel-on-drop).
+        ///
+        /// # Errors
+        ///
+        /// The server's error, or an error when the row count is not one.
+        ///
+        /// # Cancel safety
+        ///
+        /// As [`query`](Self::query).
+        pub async fn query_one<T>(
+            &self,
+            statement: &T,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Row, tokio_postgres::Error>
+        where
+            T: ?Sized + ToStatement,
+        {
+            guarded(
+                &self.hygiene,
+                self.raw(),
+                self.inner().query_one(statement, params),
+            )
+            .await
+        }
+
+        /// Runs a statement that returns zero or one row, with [cancel on drop](Client#cancel-on-drop).
+        ///
+        /// # Errors
+        ///
+        /// The server's error, or an error when more than one row comes back.
+        ///
+        /// # Cancel safety
+        ///
+        /// As [`query`](Self::query).
+        pub async fn query_opt<T>(
+            &self,
+            statement: &T,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Option<Row>, tokio_postgres::Error>
+        where
+            T: ?Sized + ToStatement,
+        {
+            guarded(
+                &self.hygiene,
+                self.raw(),
+                self.inner().query_opt(statement, params),
+            )
+            .await
+        }
+
+        /// Runs a statement with explicitly typed parameters, without preparing it, with [cancel on drop](Client#cancel-on-drop).
+        ///
+        /// # Errors
+        ///
+        /// The server's error, unchanged.
+        ///
+        /// # Cancel safety
+        ///
+        /// As [`query`](Self::query).
+        pub async fn query_typed(
+            &self,
+            query: &str,
+            params: &[(&(dyn ToSql + Sync), Type)],
+        ) -> Result<Vec<Row>, tokio_postgres::Error> {
+            guarded(
+                &self.hygiene,
+                self.raw(),
+                self.inner().query_typed(query, params),
+            )
+            .await
+        }
+
+        /// Runs a statement and returns the number of rows it affected, with [cancel on drop](Client#cancel-on-drop).
+        ///
+        /// # Errors
+        ///
+        /// The server's error, unchanged.
+        ///
+        /// # Cancel safety
+        ///
+        /// As [`query`](Self::query).
+        pub async fn execute<T>(
+            &self,
+            statement: &T,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<u64, tokio_postgres::Error>
+        where
+            T: ?Sized + ToStatement,
+        {
+            guarded(
+                &self.hygiene,
+                self.raw(),
+                self.inner().execute(statement, params),
+            )
+            .await
+        }
+
+        /// Runs one or more `;`-separated statements with the simple query protocol and returns what they sent back, with [cancel on drop](Client#cancel-on-drop).
+        ///
+        /// # Errors
+        ///
+        /// The server's error, unchanged.
+        ///
+        /// # Cancel safety
+        ///
+        /// As [`query`](Self::query).
+        pub async fn simple_query(
+            &self,
+            query: &str,
+        ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+            guarded(&self.hygiene, self.raw(), self.inner().simple_query(query)).await
+        }
+
+        /// Runs one or more `;`-separated statements with the simple query protocol, with [cancel on drop](Client#cancel-on-drop).
+        ///
+        /// # Errors
+        ///
+        /// The server's error, unchanged.
+        ///
+        /// # Cancel safety
+        ///
+        /// As [`query`](Self::query).
+        pub async fn batch_execute(&self, query: &str) -> Result<(), tokio_postgres::Error> {
+            guarded(&self.hygiene, self.raw(), self.inner().batch_execute(query)).await
+        }
+    };
+}
+
+impl Client {
+    fn inner(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    guarded_methods!();
 }
 
 /// Builder of a tracked [`Transaction`]; see [`Client::build_transaction`].
@@ -269,6 +548,7 @@ impl Client {
 pub struct TransactionBuilder<'a> {
     inner: tokio_postgres::TransactionBuilder<'a>,
     statements: &'a StatementCache,
+    hygiene: &'a Arc<Hygiene>,
     open: &'a mut bool,
 }
 
@@ -298,7 +578,8 @@ impl<'a> TransactionBuilder<'a> {
         self
     }
 
-    /// Begins the transaction.
+    /// Begins the transaction; waits first while a dropped query is being
+    /// cleared from the connection.
     ///
     /// # Errors
     ///
@@ -311,14 +592,17 @@ impl<'a> TransactionBuilder<'a> {
         let TransactionBuilder {
             inner,
             statements,
+            hygiene,
             open,
         } = self;
+        let _ = hygiene.settle().await;
         let inner = inner.start().await?;
         *open = true;
         Ok(Transaction {
             inner,
             statements,
-            _open: OpenFlag(open),
+            hygiene,
+            _open: Some(OpenFlag(open)),
         })
     }
 }
@@ -336,9 +620,17 @@ impl Drop for OpenFlag<'_> {
 /// A tracked transaction on a pooled [`Client`].
 ///
 /// Derefs (mutably too) to [`tokio_postgres::Transaction`], so every query
-/// method and savepoints work. Dropping it without [`commit`](Self::commit)
-/// rolls it back: `tokio_postgres` queues the `ROLLBACK` at once, ahead of
-/// anything the next user of the connection sends.
+/// method works. Dropping it without [`commit`](Self::commit) rolls it back:
+/// `tokio_postgres` queues the `ROLLBACK` at once, ahead of anything the
+/// next user of the connection sends. [`transaction`](Self::transaction) and
+/// [`savepoint`](Self::savepoint) nest a transaction on a savepoint.
+///
+/// The query methods it defines itself (`query`, `execute`, the `*_cached`
+/// ones, ...) cancel their statement on the server when dropped before they
+/// completed, as the [`Client`]'s do ([Cancel on drop](Client#cancel-on-drop));
+/// the transaction is then aborted: it rolls back when dropped, and a later
+/// [`commit`](Self::commit) rolls it back too (PostgreSQL answers `COMMIT`
+/// of an aborted transaction with `ROLLBACK`, without an error).
 ///
 /// The `*_cached` methods use the connection's statement cache. Unlike the
 /// [`Client`] ones they do not retry on a stale cached plan, because the
@@ -350,12 +642,16 @@ pub struct Transaction<'a> {
     // the flag is cleared.
     inner: tokio_postgres::Transaction<'a>,
     statements: &'a StatementCache,
-    _open: OpenFlag<'a>,
+    hygiene: &'a Arc<Hygiene>,
+    /// `None` for a savepoint: its parent owns the flag.
+    _open: Option<OpenFlag<'a>>,
 }
 
 impl fmt::Debug for Transaction<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Transaction").finish_non_exhaustive()
+        f.debug_struct("Transaction")
+            .field("savepoint", &self._open.is_none())
+            .finish_non_exhaustive()
     }
 }
 
@@ -373,8 +669,19 @@ impl<'a> DerefMut for Transaction<'a> {
     }
 }
 
-impl Transaction<'_> {
-    /// Commits the transaction.
+impl<'a> Transaction<'a> {
+    fn inner(&self) -> &tokio_postgres::Transaction<'a> {
+        &self.inner
+    }
+
+    fn raw(&self) -> &tokio_postgres::Client {
+        self.inner.client()
+    }
+
+    guarded_methods!();
+
+    /// Commits the transaction (for a savepoint: releases it); waits first
+    /// while a dropped query is being cleared from the connection.
     ///
     /// # Errors
     ///
@@ -385,7 +692,13 @@ impl Transaction<'_> {
     /// As `tokio_postgres`: once polled, `COMMIT` has been sent and runs; if
     /// the future is dropped before its first poll the transaction rolls back.
     pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
-        let Transaction { inner, _open, .. } = self;
+        let Transaction {
+            inner,
+            hygiene,
+            _open,
+            ..
+        } = self;
+        let _ = hygiene.settle().await;
         inner.commit().await
     }
 
@@ -400,8 +713,60 @@ impl Transaction<'_> {
     ///
     /// Cancel safe: the rollback happens either way.
     pub async fn rollback(self) -> Result<(), tokio_postgres::Error> {
-        let Transaction { inner, _open, .. } = self;
+        let Transaction {
+            inner,
+            hygiene,
+            _open,
+            ..
+        } = self;
+        let _ = hygiene.settle().await;
         inner.rollback().await
+    }
+
+    /// Starts a nested transaction on a savepoint (`sp_1`, `sp_2`, ... by
+    /// depth), rolled back to when dropped without
+    /// [`commit`](Self::commit).
+    ///
+    /// # Errors
+    ///
+    /// The server's error for `SAVEPOINT`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Client::transaction`].
+    pub async fn transaction(&mut self) -> Result<Transaction<'_>, tokio_postgres::Error> {
+        let _ = self.hygiene.settle().await;
+        let inner = self.inner.transaction().await?;
+        Ok(Transaction {
+            inner,
+            statements: self.statements,
+            hygiene: self.hygiene,
+            _open: None,
+        })
+    }
+
+    /// Like [`transaction`](Self::transaction), with a savepoint of the
+    /// given name.
+    ///
+    /// # Errors
+    ///
+    /// The server's error for `SAVEPOINT` (an invalid name, for one).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Client::transaction`].
+    pub async fn savepoint(
+        &mut self,
+        name: impl Into<String>,
+    ) -> Result<Transaction<'_>, tokio_postgres::Error> {
+        let _ = self.hygiene.settle().await;
+        let inner = self.inner.savepoint(name).await?;
+        Ok(Transaction {
+            inner,
+            statements: self.statements,
+            hygiene: self.hygiene,
+            _open: None,
+        })
     }
 
     /// [`Client::prepare_cached`] inside the transaction (prepared statements
@@ -415,6 +780,7 @@ impl Transaction<'_> {
     ///
     /// Cancel safe.
     pub async fn prepare_cached(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
+        let _ = self.hygiene.settle().await;
         prepare_cached(&self.inner, self.statements, query, &[]).await
     }
 
@@ -432,6 +798,7 @@ impl Transaction<'_> {
         query: &str,
         types: &[Type],
     ) -> Result<Statement, tokio_postgres::Error> {
+        let _ = self.hygiene.settle().await;
         prepare_cached(&self.inner, self.statements, query, types).await
     }
 
@@ -444,13 +811,52 @@ impl Transaction<'_> {
     ///
     /// # Cancel safety
     ///
-    /// As [`tokio_postgres::Transaction::query`].
+    /// Cancelled on the server when dropped before it completed.
     pub async fn query_cached(
         &self,
         query: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        run_cached(&self.inner, self.statements, query, Query(params), false).await
+        let run = run_cached(&self.inner, self.statements, query, Query(params), false);
+        guarded(self.hygiene, self.raw(), run).await
+    }
+
+    /// Like [`query_cached`](Self::query_cached), expecting exactly one row.
+    ///
+    /// # Errors
+    ///
+    /// As [`query_cached`](Self::query_cached), plus an error when the row
+    /// count is not one.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`query_cached`](Self::query_cached).
+    pub async fn query_one_cached(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let run = run_cached(&self.inner, self.statements, query, QueryOne(params), false);
+        guarded(self.hygiene, self.raw(), run).await
+    }
+
+    /// Like [`query_cached`](Self::query_cached), expecting zero or one row.
+    ///
+    /// # Errors
+    ///
+    /// As [`query_cached`](Self::query_cached), plus an error when more than
+    /// one row comes back.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`query_cached`](Self::query_cached).
+    pub async fn query_opt_cached(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let run = run_cached(&self.inner, self.statements, query, QueryOpt(params), false);
+        guarded(self.hygiene, self.raw(), run).await
     }
 
     /// Runs a statement through the statement cache and returns the number of
@@ -462,13 +868,14 @@ impl Transaction<'_> {
     ///
     /// # Cancel safety
     ///
-    /// As [`tokio_postgres::Transaction::execute`].
+    /// As [`query_cached`](Self::query_cached).
     pub async fn execute_cached(
         &self,
         query: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error> {
-        run_cached(&self.inner, self.statements, query, Execute(params), false).await
+        let run = run_cached(&self.inner, self.statements, query, Execute(params), false);
+        guarded(self.hygiene, self.raw(), run).await
     }
 }
 

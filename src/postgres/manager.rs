@@ -1,15 +1,18 @@
 //! The [`PgManager`] that creates, checks and recycles PostgreSQL connections.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Config, NoTls, SimpleQueryMessage, Socket};
+use tokio_postgres::{Config, Connection, NoTls, SimpleQueryMessage, Socket};
 
+use super::cancel::{self, Hygiene, Unclean};
 use super::client::Client;
 use super::config::{config_from_env, parse_config, ConfigError};
 use super::statement_cache::{SharedCounters, StatementCache, StatementCacheStats};
@@ -24,6 +27,20 @@ pub type AfterConnectFuture<'a> =
 
 type HookFn = dyn for<'a> Fn(&'a tokio_postgres::Client) -> AfterConnectFuture<'a> + Send + Sync;
 
+/// The error a credential provider returns (see
+/// [`PgManager::password_provider`] and [`PgManager::config_provider`]).
+pub type CredentialError = Box<dyn std::error::Error + Send + Sync>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type PasswordFn = dyn Fn() -> BoxFuture<Result<String, CredentialError>> + Send + Sync;
+type ConfigFn = dyn Fn() -> BoxFuture<Result<Config, CredentialError>> + Send + Sync;
+
+#[derive(Clone)]
+enum Credentials {
+    Password(Arc<PasswordFn>),
+    Config(Arc<ConfigFn>),
+}
+
 enum Hook {
     Sql(String),
     Fn(Box<HookFn>),
@@ -36,8 +53,18 @@ pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 128;
 /// connection without a round trip.
 pub const DEFAULT_VERIFY_WINDOW: Duration = Duration::from_millis(500);
 
-/// Recycle timeout set by [`PgManager::pool_builder`].
+/// Default bound of a checkout check and of clearing a dropped query from a
+/// connection (see [`PgManager::recycle_timeout`]).
 pub const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `max_lifetime` [`PgManager::pool_builder`] sets: 30 minutes, as sqlx
+/// and HikariCP (each connection's own lifetime is drawn between 90 % and
+/// 100 % of it, so connections made together do not expire together).
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// The `idle_timeout` [`PgManager::pool_builder`] sets: 10 minutes, as sqlx
+/// and HikariCP.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// What happens to an idle connection when it is checked out again.
 ///
@@ -104,6 +131,55 @@ pub enum PgError {
     /// The round trip of [`RecyclingMethod::Verified`] or the session reset
     /// of [`RecyclingMethod::Clean`] failed.
     Recycle(tokio_postgres::Error),
+    /// The checkout check (or the wait for a dropped query to be cleared)
+    /// took longer than [`PgManager::recycle_timeout`].
+    RecycleTimeout(Duration),
+    /// A query dropped before it completed could not be cleared from the
+    /// connection (see [Cancel on drop](super::Client#cancel-on-drop)); the
+    /// reason is the `source()`.
+    Abandoned(AbandonedQuery),
+    /// The connection was made before the last
+    /// [`soft_evict`](PgManager::soft_evict).
+    Evicted,
+    /// The password or configuration provider failed (its error is the
+    /// `source()`).
+    Credentials(CredentialError),
+}
+
+/// Why a connection could not be cleared after a dropped query (the source
+/// of [`PgError::Abandoned`]).
+#[derive(Debug, Clone)]
+pub struct AbandonedQuery(Arc<Unclean>);
+
+impl AbandonedQuery {
+    pub(crate) fn new(why: Arc<Unclean>) -> Self {
+        Self(why)
+    }
+}
+
+impl fmt::Display for AbandonedQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.0 {
+            Unclean::Probe(_) => f.write_str("the connection failed while the query was cleared"),
+            Unclean::Unconfirmed => f.write_str(
+                "the cancel request could not be confirmed, so a late cancel could hit the next query",
+            ),
+            Unclean::Cancel(_) => f.write_str("the cancel request failed"),
+            Unclean::Timeout(bound) => {
+                write!(f, "the server did not finish the query within {bound:?}")
+            }
+            Unclean::NoProbe => f.write_str("the connection could not queue its drain"),
+        }
+    }
+}
+
+impl std::error::Error for AbandonedQuery {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.0 {
+            Unclean::Probe(e) | Unclean::Cancel(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// A failed connect: the [`tokio_postgres::Error`] and where it tried.
@@ -175,6 +251,15 @@ impl fmt::Display for PgError {
             PgError::AfterConnect(_) => f.write_str("the after_connect hook failed"),
             PgError::Closed => f.write_str("the PostgreSQL connection is closed"),
             PgError::Recycle(_) => f.write_str("recycling the PostgreSQL connection failed"),
+            PgError::RecycleTimeout(bound) => write!(
+                f,
+                "recycling the PostgreSQL connection took longer than {bound:?}"
+            ),
+            PgError::Abandoned(_) => {
+                f.write_str("the PostgreSQL connection was discarded after a dropped query")
+            }
+            PgError::Evicted => f.write_str("the PostgreSQL connection was evicted"),
+            PgError::Credentials(_) => f.write_str("the credential provider failed"),
         }
     }
 }
@@ -184,8 +269,9 @@ impl std::error::Error for PgError {
         match self {
             PgError::Connect(e) => Some(&e.error),
             PgError::Recycle(e) => Some(e),
-            PgError::AfterConnect(e) => Some(&**e),
-            PgError::Closed => None,
+            PgError::AfterConnect(e) | PgError::Credentials(e) => Some(&**e),
+            PgError::Abandoned(e) => Some(e),
+            PgError::Closed | PgError::RecycleTimeout(_) | PgError::Evicted => None,
         }
     }
 }
@@ -224,8 +310,15 @@ pub struct PgManager<T = NoTls> {
     recycling_method: RecyclingMethod,
     verify_window: Duration,
     statement_cache_capacity: usize,
-    hooks: Vec<Hook>,
+    recycle_timeout: Duration,
+    cancel_on_drop: bool,
+    name: Option<Arc<str>>,
+    credentials: Option<Credentials>,
+    hooks: Vec<Arc<Hook>>,
     shared: Arc<SharedCounters>,
+    /// Bumped by `soft_evict`; each connection keeps the value it was made
+    /// under.
+    generation: Arc<AtomicU64>,
 }
 
 impl<T> fmt::Debug for PgManager<T> {
@@ -236,7 +329,19 @@ impl<T> fmt::Debug for PgManager<T> {
             .field("recycling_method", &self.recycling_method)
             .field("verify_window", &self.verify_window)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
+            .field("recycle_timeout", &self.recycle_timeout)
+            .field("cancel_on_drop", &self.cancel_on_drop)
+            .field("name", &self.name)
+            .field(
+                "credentials",
+                &match self.credentials {
+                    None => "static",
+                    Some(Credentials::Password(_)) => "password provider",
+                    Some(Credentials::Config(_)) => "config provider",
+                },
+            )
             .field("after_connect_hooks", &self.hooks.len())
+            .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
 }
@@ -278,8 +383,13 @@ impl<T> PgManager<T> {
             recycling_method: RecyclingMethod::default(),
             verify_window: DEFAULT_VERIFY_WINDOW,
             statement_cache_capacity: DEFAULT_STATEMENT_CACHE_CAPACITY,
+            recycle_timeout: DEFAULT_RECYCLE_TIMEOUT,
+            cancel_on_drop: true,
+            name: None,
+            credentials: None,
             hooks: Vec::new(),
             shared: Arc::new(SharedCounters::default()),
+            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -291,8 +401,34 @@ impl<T> PgManager<T> {
             recycling_method: self.recycling_method,
             verify_window: self.verify_window,
             statement_cache_capacity: self.statement_cache_capacity,
+            recycle_timeout: self.recycle_timeout,
+            cancel_on_drop: self.cancel_on_drop,
+            name: self.name,
+            credentials: self.credentials,
             hooks: self.hooks,
             shared: self.shared,
+            generation: self.generation,
+        }
+    }
+
+    /// A copy sharing everything, for a listener's own connections.
+    pub(crate) fn clone_shared(&self) -> Self
+    where
+        T: Clone,
+    {
+        PgManager {
+            config: self.config.clone(),
+            tls: self.tls.clone(),
+            recycling_method: self.recycling_method,
+            verify_window: self.verify_window,
+            statement_cache_capacity: self.statement_cache_capacity,
+            recycle_timeout: self.recycle_timeout,
+            cancel_on_drop: self.cancel_on_drop,
+            name: self.name.clone(),
+            credentials: self.credentials.clone(),
+            hooks: self.hooks.clone(),
+            shared: self.shared.clone(),
+            generation: self.generation.clone(),
         }
     }
 
@@ -323,7 +459,7 @@ impl<T> PgManager<T> {
     /// `SET search_path = app`. Hooks run in the order they were added.
     /// A failing hook makes the creation fail with [`PgError::AfterConnect`].
     pub fn after_connect_sql(mut self, sql: impl Into<String>) -> Self {
-        self.hooks.push(Hook::Sql(sql.into()));
+        self.hooks.push(Arc::new(Hook::Sql(sql.into())));
         self
     }
 
@@ -352,8 +488,138 @@ impl<T> PgManager<T> {
     where
         F: for<'a> Fn(&'a tokio_postgres::Client) -> AfterConnectFuture<'a> + Send + Sync + 'static,
     {
-        self.hooks.push(Hook::Fn(Box::new(hook)));
+        self.hooks.push(Arc::new(Hook::Fn(Box::new(hook))));
         self
+    }
+
+    /// Bounds each checkout check ([`RecyclingMethod::Verified`]'s round
+    /// trip, [`RecyclingMethod::Clean`]'s reset) and the clearing of a query
+    /// dropped before it completed ([Cancel on drop](super::Client#cancel-on-drop)).
+    /// Default [`DEFAULT_RECYCLE_TIMEOUT`] (5 s). A connection that overruns
+    /// it is discarded.
+    ///
+    /// This is the adapter's own bound, not the pool's
+    /// [`Builder::recycle_timeout`](crate::Builder::recycle_timeout), so it
+    /// never conflicts with a shorter
+    /// [`acquire_timeout`](crate::Builder::acquire_timeout): a checkout is
+    /// bounded by whichever ends first. Setting the pool's
+    /// `recycle_timeout` as well bounds it further.
+    ///
+    /// # Panics
+    ///
+    /// When `timeout` is zero.
+    pub fn recycle_timeout(mut self, timeout: Duration) -> Self {
+        assert!(!timeout.is_zero(), "recycle_timeout must not be zero");
+        self.recycle_timeout = timeout;
+        self
+    }
+
+    /// Whether a statement whose query future is dropped before it
+    /// completed is cancelled on the server (default `true`; see
+    /// [Cancel on drop](super::Client#cancel-on-drop)). With `false` it runs
+    /// to its end, as with `tokio_postgres` alone, and the connection is
+    /// still handed to no one before it is done: the next checkout waits
+    /// for it, up to the [`recycle_timeout`](Self::recycle_timeout), after
+    /// which the connection is discarded.
+    pub fn cancel_on_drop(mut self, cancel: bool) -> Self {
+        self.cancel_on_drop = cancel;
+        self
+    }
+
+    /// The bound set with [`recycle_timeout`](Self::recycle_timeout).
+    pub fn configured_recycle_timeout(&self) -> Duration {
+        self.recycle_timeout
+    }
+
+    /// Names the pool in the adapter's log events (the `pool` field of the
+    /// `quickslot::postgres` target), and [`pool_builder`](Self::pool_builder)
+    /// gives the pool the same [`name`](crate::Builder::name). Default: the
+    /// pool's default name, `"quickslot"`.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Calls `provider` for the password of every new connection, in place
+    /// of the configured one: for short-lived credentials such as an AWS RDS
+    /// IAM token or a Vault lease. Connections already made keep working
+    /// (PostgreSQL checks the password only when connecting); call
+    /// [`Pool::soft_evict`](crate::Pool::soft_evict) to replace them all.
+    ///
+    /// Replaces an earlier [`config_provider`](Self::config_provider).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use quickslot::postgres::PgManager;
+    ///
+    /// async fn fetch_token() -> std::io::Result<String> {
+    ///     Ok("token".to_owned())
+    /// }
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = PgManager::from_url("postgres://app@db.example.com/app")?
+    ///     .password_provider(|| async { Ok(fetch_token().await?) })
+    ///     .pool_builder()
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn password_provider<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, CredentialError>> + Send + 'static,
+    {
+        self.credentials = Some(Credentials::Password(Arc::new(
+            move || Box::pin(provider()),
+        )));
+        self
+    }
+
+    /// Calls `provider` for the whole configuration of every new connection,
+    /// in place of the configured one (hosts, user, password, options...).
+    /// The configuration given to the manager is then used only for
+    /// [`config`](Self::config) and error messages.
+    ///
+    /// Replaces an earlier [`password_provider`](Self::password_provider).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use quickslot::postgres::{parse_config, PgManager};
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = PgManager::from_url("postgres://app@primary/app")?.config_provider(|| async {
+    ///     // For example: ask a service registry where the primary is now.
+    ///     Ok(parse_config("postgres://app:secret@primary/app")?)
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn config_provider<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Config, CredentialError>> + Send + 'static,
+    {
+        self.credentials = Some(Credentials::Config(Arc::new(move || Box::pin(provider()))));
+        self
+    }
+
+    /// The current generation: 0, plus one for each
+    /// [`soft_evict`](Self::soft_evict).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Marks every connection made so far as evicted: each is discarded
+    /// when it is next returned or checked out, and new ones replace them,
+    /// while traffic keeps flowing (HikariCP's `softEvictConnections`).
+    /// Returns the new generation.
+    ///
+    /// [`Pool::soft_evict`](crate::Pool::soft_evict) does this and also
+    /// drops the idle connections at once; prefer it when you have the pool.
+    pub fn soft_evict(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// The connection configuration.
@@ -401,17 +667,175 @@ impl<T> PgManager<T> {
     }
 
     /// A pool builder for this manager with the settings this adapter
-    /// relies on: idle-time tracking on (so [`RecyclingMethod::Verified`]
-    /// can skip recently used connections) and a recycle timeout of
-    /// [`DEFAULT_RECYCLE_TIMEOUT`] bounding the checkout round trip. Both
-    /// can be overridden on the returned builder.
+    /// wants, each of which can be overridden on the returned builder:
+    ///
+    /// | setting | value | why |
+    /// |---|---|---|
+    /// | [`max_lifetime`](crate::Builder::max_lifetime) | [`DEFAULT_MAX_LIFETIME`], 30 min, jittered down by up to 10 % per connection | as sqlx and HikariCP: connections do not outlive a failover, a DNS change or server-side memory growth for long |
+    /// | [`idle_timeout`](crate::Builder::idle_timeout) | [`DEFAULT_IDLE_TIMEOUT`], 10 min | as sqlx and HikariCP: an idle pool gives its server connections back |
+    /// | [`track_idle_time`](crate::Builder::track_idle_time) | on | [`RecyclingMethod::Verified`] skips recently used connections |
+    /// | [`name`](crate::Builder::name) | the manager's [`name`](Self::name), when set | |
+    ///
+    /// The checkout bound is the manager's
+    /// [`recycle_timeout`](Self::recycle_timeout), not the pool's, so a short
+    /// [`acquire_timeout`](crate::Builder::acquire_timeout) is fine:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use quickslot::postgres::PgManager;
+    ///
+    /// let pool = PgManager::from_url("postgres://app@localhost/app")?
+    ///     .pool_builder()
+    ///     .acquire_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// One pair can still conflict, because the pool cannot tell these
+    /// values from the ones you set: a `max_lifetime` below 10 minutes needs
+    /// an `idle_timeout` no longer than it (or `None`) as well.
     pub fn pool_builder(self) -> crate::Builder<Self>
     where
         Self: crate::Manager,
     {
-        crate::Pool::builder(self)
+        let name = self.name.clone();
+        let builder = crate::Pool::builder(self)
             .track_idle_time(true)
-            .recycle_timeout(DEFAULT_RECYCLE_TIMEOUT)
+            .max_lifetime(DEFAULT_MAX_LIFETIME)
+            .idle_timeout(DEFAULT_IDLE_TIMEOUT);
+        match name {
+            Some(name) => builder.name(name),
+            None => builder,
+        }
+    }
+
+    /// The pool name for log events.
+    pub(crate) fn log_name(&self) -> Arc<str> {
+        self.name.clone().unwrap_or_else(|| Arc::from("quickslot"))
+    }
+
+    /// The configuration for the next connection (from the provider, if
+    /// any).
+    async fn connect_config(&self) -> Result<Cow<'_, Config>, PgError> {
+        match &self.credentials {
+            None => Ok(Cow::Borrowed(&self.config)),
+            Some(Credentials::Password(provider)) => {
+                let password = provider().await.map_err(PgError::Credentials)?;
+                let mut config = self.config.clone();
+                config.password(password);
+                Ok(Cow::Owned(config))
+            }
+            Some(Credentials::Config(provider)) => provider()
+                .await
+                .map(Cow::Owned)
+                .map_err(PgError::Credentials),
+        }
+    }
+
+    /// Runs the `after_connect` hooks on a new connection.
+    pub(crate) async fn run_hooks(&self, client: &tokio_postgres::Client) -> Result<(), PgError> {
+        for hook in &self.hooks {
+            match &**hook {
+                Hook::Sql(sql) => client
+                    .batch_execute(sql)
+                    .await
+                    .map_err(|e| PgError::AfterConnect(Box::new(e)))?,
+                Hook::Fn(f) => f(client).await.map_err(PgError::AfterConnect)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A new connection whose I/O the caller drives.
+pub(crate) struct Opened<T: MakeTlsConnect<Socket>> {
+    pub(crate) client: tokio_postgres::Client,
+    pub(crate) connection: Connection<Socket, T::Stream>,
+    /// The configuration it was made with.
+    pub(crate) config: Config,
+    /// Its host, when the configuration tells.
+    pub(crate) target: Option<cancel::Target>,
+    /// The generation it was made under.
+    pub(crate) generation: u64,
+}
+
+impl<T> PgManager<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send + Sync + 'static,
+    T::TlsConnect: Send + Sync,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    /// Connects (trying each configured host in turn) without spawning the
+    /// connection's I/O and without running the hooks.
+    pub(crate) async fn open(&self) -> Result<Opened<T>, PgError> {
+        // Read before connecting: a soft_evict during the connect evicts
+        // this connection too (it may carry the old credentials).
+        let generation = self.generation();
+        let config = self.connect_config().await?;
+        let (client, connection) = config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| PgError::Connect(ConnectError::new(&config, e)))?;
+        let target = cancel::resolve_target(&config, &client.cancel_token()).await;
+        Ok(Opened {
+            client,
+            connection,
+            config: config.into_owned(),
+            target,
+            generation,
+        })
+    }
+
+    /// How cancel requests reach the backend of a connection (whose I/O
+    /// is running).
+    async fn canceller(
+        &self,
+        client: &tokio_postgres::Client,
+        config: &Config,
+        target: Option<cancel::Target>,
+    ) -> cancel::Canceller {
+        let tls_in_use = if cancel::tls_undecided::<T>(config) {
+            client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .ok()
+                .and_then(|row| row.try_get::<_, bool>(0).ok())
+        } else {
+            None
+        };
+        cancel::canceller(self.tls.clone(), config, target, tls_in_use)
+    }
+}
+
+/// An error and its `source()` chain on one line, for log events (a
+/// message already shown by the one before it is not repeated).
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !shown.ends_with(&text) {
+                shown.push_str(": ");
+                shown.push_str(&text);
+            }
+            next = cause.source();
+        }
+        f.write_str(&shown)
+    }
+}
+
+/// `host:port` of a connection for log events.
+pub(crate) fn describe_server(config: &Config, target: Option<&cancel::Target>) -> String {
+    match target {
+        Some(target) => target.to_string(),
+        None => describe_targets(config),
     }
 }
 
@@ -481,51 +905,100 @@ where
     type Resource = Client;
     type Error = PgError;
 
-    /// Connects (trying each configured host in turn), spawns the
-    /// connection's I/O task on tokio and runs the `after_connect` hooks.
+    /// Connects (trying each configured host in turn, with the credentials
+    /// of the provider if one is set), spawns the connection's I/O task on
+    /// tokio and runs the `after_connect` hooks.
+    ///
+    /// The I/O task logs how the connection ended (target
+    /// `quickslot::postgres`): a `warn` event with the pool's name, the
+    /// server's `host:port` and the error when it failed (the server
+    /// terminated the backend, restarted, the network dropped), a `debug`
+    /// event when it was closed normally.
     async fn create(&self) -> Result<Client, PgError> {
-        let (client, connection) = self
-            .config
-            .connect(self.tls.clone())
-            .await
-            .map_err(|e| PgError::Connect(ConnectError::new(&self.config, e)))?;
+        let opened = self.open().await?;
+        let Opened {
+            client,
+            connection,
+            config,
+            target,
+            generation,
+        } = opened;
+        let pool = self.log_name();
+        let server = describe_server(&config, target.as_ref());
         // The task ends when the client is dropped or the server goes away;
         // the client then reports `is_closed()`.
         tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        for hook in &self.hooks {
-            match hook {
-                Hook::Sql(sql) => client
-                    .batch_execute(sql)
-                    .await
-                    .map_err(|e| PgError::AfterConnect(Box::new(e)))?,
-                Hook::Fn(f) => f(&client).await.map_err(PgError::AfterConnect)?,
+            match connection.await {
+                Ok(()) => tracing::debug!(
+                    target: "quickslot::postgres",
+                    pool = %pool,
+                    server = %server,
+                    "PostgreSQL connection closed"
+                ),
+                Err(error) => tracing::warn!(
+                    target: "quickslot::postgres",
+                    pool = %pool,
+                    server = %server,
+                    error = %Chain(&error),
+                    "PostgreSQL connection failed"
+                ),
             }
-        }
+        });
+        self.run_hooks(&client).await?;
+        let canceller = match self.cancel_on_drop {
+            true => Some(self.canceller(&client, &config, target).await),
+            false => None,
+        };
         let statements = StatementCache::new(self.statement_cache_capacity, self.shared.clone());
-        Ok(Client::new(client, statements))
+        let hygiene = Hygiene::new(canceller, self.recycle_timeout);
+        Ok(Client::new(client, statements, hygiene, generation))
     }
 
     async fn recycle(&self, client: &mut Client, info: &ResourceInfo) -> Result<(), PgError> {
         if client.is_closed() {
             return Err(PgError::Closed);
         }
-        match self.recycling_method {
-            RecyclingMethod::Fast => Ok(()),
-            RecyclingMethod::Verified => {
-                if let Some(idle) = info.idle_for() {
-                    if idle < self.verify_window {
-                        return Ok(());
-                    }
-                }
-                verify(client).await
+        if client.generation() < self.generation() {
+            return Err(PgError::Evicted);
+        }
+        let hygiene = client.hygiene().clone();
+        if let Some(why) = hygiene.is_broken().then(|| hygiene.unclean()).flatten() {
+            return Err(PgError::Abandoned(AbandonedQuery::new(why)));
+        }
+        let check = match self.recycling_method {
+            RecyclingMethod::Fast => false,
+            RecyclingMethod::Verified => info
+                .idle_for()
+                .is_none_or(|idle| idle >= self.verify_window),
+            RecyclingMethod::Clean => true,
+        };
+        if !check && !hygiene.is_dirty() {
+            return Ok(());
+        }
+        let work = async {
+            hygiene
+                .settle()
+                .await
+                .map_err(|why| PgError::Abandoned(AbandonedQuery::new(why)))?;
+            if client.is_closed() {
+                return Err(PgError::Closed);
             }
-            RecyclingMethod::Clean => clean(client).await,
+            match (check, self.recycling_method) {
+                (false, _) | (_, RecyclingMethod::Fast) => Ok(()),
+                (true, RecyclingMethod::Verified) => verify(client).await,
+                (true, RecyclingMethod::Clean) => clean(client).await,
+            }
+        };
+        match tokio::time::timeout(self.recycle_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(PgError::RecycleTimeout(self.recycle_timeout)),
         }
     }
 
     fn is_broken(&self, client: &mut Client) -> bool {
-        client.is_closed() || client.transaction_open()
+        client.is_closed()
+            || client.transaction_open()
+            || client.hygiene().is_broken()
+            || client.generation() < self.generation()
     }
 }

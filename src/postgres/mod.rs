@@ -19,6 +19,11 @@
 //!   per-connection LRU of prepared statements, retrying once when a schema
 //!   change made a cached plan stale; [`PgManager::clear_statement_caches`]
 //!   empties every connection's cache.
+//! * A query dropped before it completed is cancelled on the server, and
+//!   its connection reused only once clean ([cancel on drop](#cancel-on-drop)).
+//! * [`Listener`]: `LISTEN`/`NOTIFY` with reconnects that report their gaps.
+//! * Rotating credentials and [`Pool::soft_evict`](crate::Pool::soft_evict)
+//!   ([below](#credentials-that-change)).
 //!
 //! # Example
 //!
@@ -58,6 +63,13 @@
 //!   the pool creates a fresh one.
 //! * SQL errors (constraint violations, `statement_timeout`, syntax) come back
 //!   unchanged as [`tokio_postgres::Error`]; the connection stays usable.
+//! * A failing [credential provider](PgManager::password_provider): `acquire`
+//!   returns at once with `Error::Create(`[`PgError::Credentials`]`)`, the
+//!   provider's error as its `source()`.
+//! * Checkout checks that fail ([`PgError::RecycleTimeout`],
+//!   [`PgError::Abandoned`] after a dropped query, [`PgError::Evicted`])
+//!   never reach the caller: the connection is discarded and another used
+//!   or made; they show as the last error of an acquire that times out.
 //!
 //! # TLS
 //!
@@ -83,20 +95,83 @@
 //!
 //! `native-tls` works the same way through `postgres-native-tls`.
 //!
+//! # Cancel on drop
+//!
+//! A query future dropped before it completed (a timeout, a `select!`, an
+//! aborted request) would leave its statement running on the server, and
+//! the next user of the connection would wait behind it. Here the
+//! statement is cancelled instead, and the connection is handed to no one
+//! until the server is done with it: the next user waits about one round
+//! trip plus the server's cancel latency, not the dropped query's runtime.
+//! [`Client`](Client#cancel-on-drop) lists the methods that do this.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! # async fn run(pool: quickslot::postgres::Pool) -> Result<(), Box<dyn std::error::Error>> {
+//! let client = pool.acquire().await?;
+//! let slow = client.query("SELECT pg_sleep(5)", &[]);
+//! assert!(tokio::time::timeout(Duration::from_millis(100), slow).await.is_err());
+//! drop(client);
+//! // The pg_sleep is cancelled; this does not wait 4.9 s for it.
+//! pool.acquire().await?.query_one("SELECT 1", &[]).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A cancel request is a separate short connection to the server. The
+//! adapter waits for the server to close it, which the server does only
+//! after it has signalled the backend, so the signal can never land on a
+//! later statement (`tokio_postgres`'s `cancel_query` returns before that,
+//! and a statement sent right after it is often the one cancelled). Where
+//! that confirmation cannot be had (a TLS connector with a server that
+//! negotiates no TLS, or several configured hosts that the connection's
+//! host cannot be told apart from) the connection is discarded once the
+//! server is done with the dropped statement.
+//!
+//! # Credentials that change
+//!
+//! [`PgManager::password_provider`] (or [`PgManager::config_provider`]) is
+//! called for every new connection, for tokens that expire;
+//! [`Pool::soft_evict`](crate::Pool::soft_evict) replaces every connection
+//! (idle ones at once, checked-out ones when they come back) while traffic
+//! keeps flowing, after a rotation, a failover or a migration.
+//!
 //! # Notifications
 //!
-//! The connection task drives the connection and drops asynchronous
-//! messages, so `LISTEN`/`NOTIFY` needs a dedicated, unpooled connection.
+//! Pooled connections drop asynchronous messages. For `LISTEN`/`NOTIFY`,
+//! [`PgManager::listener`] (or [`Pool::listener`](crate::Pool::listener))
+//! opens a [`Listener`]: a dedicated connection that subscribes to channels,
+//! yields notifications as a `Stream`, reconnects with backoff, subscribes
+//! again and reports each gap in which notifications may have been missed.
+//!
+//! # Code that takes a client or a transaction
+//!
+//! [`GenericClient`] is implemented by [`PooledClient`], [`Client`] and
+//! [`Transaction`].
+//!
+//! # Log events
+//!
+//! Under the `tracing` target `quickslot::postgres`: a `warn` event when a
+//! connection fails (with the pool's name, the server's `host:port` and the
+//! error), a `debug` event when one closes normally or is discarded after a
+//! dropped query, and the listener's disconnects and reconnects.
 
+mod cancel;
 mod client;
 mod config;
+mod generic;
+mod listener;
 mod manager;
+mod pool;
 mod statement_cache;
 
 pub use self::client::{Client, Transaction, TransactionBuilder};
 pub use self::config::{config_from_env, config_from_env_map, parse_config, ConfigError, ENV_VARS};
+pub use self::generic::GenericClient;
+pub use self::listener::{Gap, Listener, ListenerError, ListenerEvent, ListenerOptions};
 pub use self::manager::{
-    AfterConnectError, AfterConnectFuture, ConnectError, PgError, PgManager, RecyclingMethod,
+    AbandonedQuery, AfterConnectError, AfterConnectFuture, ConnectError, CredentialError, PgError,
+    PgManager, RecyclingMethod, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME,
     DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_CAPACITY, DEFAULT_VERIFY_WINDOW,
 };
 pub use self::statement_cache::StatementCacheStats;
