@@ -111,6 +111,30 @@ impl<M: Manager> Builder<M> {
     /// [`track_idle_time`](Self::track_idle_time). Default: `None`.
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.idle_timeout = timeout.into();
+        self.config.defaulted.idle_timeout = false;
+        self
+    }
+
+    /// An `idle_timeout` as an adapter's default (`pool_builder()`): like
+    /// [`idle_timeout`](Self::idle_timeout), but it yields to the settings
+    /// the user makes. An explicit [`idle_timeout`](Self::idle_timeout)
+    /// replaces it, and where it would conflict with an explicit
+    /// `max_lifetime` (be longer than it), it is dropped instead of failing
+    /// `build` (as HikariCP does). Only settings made explicitly can
+    /// contradict each other.
+    pub fn default_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = Some(timeout);
+        self.config.defaulted.idle_timeout = true;
+        self
+    }
+
+    /// A `max_lifetime` as an adapter's default: like
+    /// [`max_lifetime`](Self::max_lifetime), but an explicit `max_lifetime`
+    /// replaces it, and where an explicit `idle_timeout` is longer than it,
+    /// it is dropped instead of failing `build`.
+    pub fn default_max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.max_lifetime = Some(lifetime);
+        self.config.defaulted.max_lifetime = true;
         self
     }
 
@@ -118,6 +142,7 @@ impl<M: Manager> Builder<M> {
     /// found on checkout. Default: `None`.
     pub fn max_lifetime(mut self, lifetime: impl Into<Option<Duration>>) -> Self {
         self.config.max_lifetime = lifetime.into();
+        self.config.defaulted.max_lifetime = false;
         self
     }
 
@@ -338,12 +363,27 @@ impl<M: Manager> Builder<M> {
     }
 
     /// The validated settings, with every derived flag computed.
-    pub(crate) fn into_parts(self) -> Result<(M, Config, Hooks<M::Resource>), BuildError> {
+    pub(crate) fn into_parts(mut self) -> Result<(M, Config, Hooks<M::Resource>), BuildError> {
+        yield_defaults(&mut self.config);
         validate(&self.config)?;
         let mut hooks = self.hooks;
         hooks.around_recycle = hooks.pre_recycle.is_some() || hooks.post_recycle.is_some();
         let config = self.config.derive(hooks.on_release.is_some());
         Ok((self.manager, config, hooks))
+    }
+}
+
+/// Drops an adapter's default that an explicit setting contradicts (see
+/// [`Builder::default_idle_timeout`]).
+fn yield_defaults(c: &mut Config) {
+    if let (Some(idle), Some(life)) = (c.idle_timeout, c.max_lifetime) {
+        if idle > life {
+            if c.defaulted.idle_timeout {
+                c.idle_timeout = None;
+            } else if c.defaulted.max_lifetime {
+                c.max_lifetime = None;
+            }
+        }
     }
 }
 

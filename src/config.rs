@@ -24,6 +24,8 @@ pub(crate) struct Config {
     pub(crate) min_idle: usize,
     pub(crate) max_waiters: Option<usize>,
     pub(crate) fail_fast_when_late: bool,
+    /// Which settings hold an adapter's default rather than the user's.
+    pub(crate) defaulted: Defaulted,
     pub(crate) max_size_limit: Option<usize>,
     pub(crate) keepalive_interval: Option<Duration>,
     pub(crate) leak_threshold: Option<Duration>,
@@ -115,6 +117,7 @@ impl Default for Config {
             min_idle: 0,
             max_waiters: None,
             fail_fast_when_late: false,
+            defaulted: Defaulted::default(),
             max_size_limit: None,
             keepalive_interval: None,
             leak_threshold: None,
@@ -128,4 +131,12 @@ impl Default for Config {
             release_extras: false,
         }
     }
+}
+
+/// Settings made by an adapter's `pool_builder()` as defaults: they yield to
+/// the user's explicit settings instead of conflicting with them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Defaulted {
+    pub(crate) idle_timeout: bool,
+    pub(crate) max_lifetime: bool,
 }

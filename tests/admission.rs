@@ -212,3 +212,36 @@ async fn fail_fast_refuses_nothing_without_an_estimate() {
     drop(held);
     assert_eq!(pool.status().overloaded, 0);
 }
+
+/// An adapter's defaults yield to explicit settings; explicit settings
+/// still contradict each other.
+#[test]
+fn adapter_defaults_yield_to_explicit_settings() {
+    let min = Duration::from_secs(60);
+    assert!(Pool::builder(Unit)
+        .default_idle_timeout(10 * min)
+        .max_lifetime(5 * min)
+        .build()
+        .is_ok());
+    assert!(Pool::builder(Unit)
+        .idle_timeout(10 * min)
+        .default_max_lifetime(5 * min)
+        .build()
+        .is_ok());
+    assert!(matches!(
+        Pool::builder(Unit)
+            .idle_timeout(10 * min)
+            .max_lifetime(5 * min)
+            .build(),
+        Err(quickslot::BuildError::Conflict { .. })
+    ));
+    // An explicit setting replaces the default outright.
+    assert!(matches!(
+        Pool::builder(Unit)
+            .default_idle_timeout(min)
+            .idle_timeout(10 * min)
+            .max_lifetime(5 * min)
+            .build(),
+        Err(quickslot::BuildError::Conflict { .. })
+    ));
+}

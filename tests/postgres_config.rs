@@ -360,3 +360,16 @@ fn parser_never_panics_on_junk() {
     }
     assert!(parsed > 0, "the generator also produces valid strings");
 }
+
+/// The adapter's default `idle_timeout` (10 min) yields to an explicit
+/// `max_lifetime` below it, and a short `acquire_timeout` builds too.
+#[test]
+fn pool_builder_defaults_yield_to_explicit_settings() {
+    let pool = quickslot::postgres::PgManager::from_url("postgres://app@localhost/app")
+        .unwrap()
+        .pool_builder()
+        .max_lifetime(std::time::Duration::from_secs(5 * 60))
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .build();
+    assert!(pool.is_ok(), "{:?}", pool.err());
+}

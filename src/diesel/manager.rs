@@ -391,8 +391,8 @@ impl<C> DieselManager<C> {
         crate::Pool::builder(self)
             .max_size(DEFAULT_MAX_SIZE)
             .acquire_timeout(DEFAULT_CONNECTION_TIMEOUT)
-            .idle_timeout(DEFAULT_IDLE_TIMEOUT)
-            .max_lifetime(DEFAULT_MAX_LIFETIME)
+            .default_idle_timeout(DEFAULT_IDLE_TIMEOUT)
+            .default_max_lifetime(DEFAULT_MAX_LIFETIME)
             .track_idle_time(true)
     }
 }

@@ -691,9 +691,10 @@ impl<T> PgManager<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
-    /// One pair can still conflict, because the pool cannot tell these
-    /// values from the ones you set: a `max_lifetime` below 10 minutes needs
-    /// an `idle_timeout` no longer than it (or `None`) as well.
+    /// These two are defaults that yield to your settings: a `max_lifetime`
+    /// below 10 minutes drops the default `idle_timeout` instead of
+    /// conflicting with it (see
+    /// [`Builder::default_idle_timeout`](crate::Builder::default_idle_timeout)).
     pub fn pool_builder(self) -> crate::Builder<Self>
     where
         Self: crate::Manager,
@@ -701,8 +702,8 @@ impl<T> PgManager<T> {
         let name = self.name.clone();
         let builder = crate::Pool::builder(self)
             .track_idle_time(true)
-            .max_lifetime(DEFAULT_MAX_LIFETIME)
-            .idle_timeout(DEFAULT_IDLE_TIMEOUT);
+            .default_max_lifetime(DEFAULT_MAX_LIFETIME)
+            .default_idle_timeout(DEFAULT_IDLE_TIMEOUT);
         match name {
             Some(name) => builder.name(name),
             None => builder,

@@ -355,8 +355,8 @@ impl SqliteManager {
             .min_idle(1)
             .max_size(10)
             .acquire_timeout(Duration::from_secs(30))
-            .idle_timeout(Duration::from_secs(10 * 60))
-            .max_lifetime(Duration::from_secs(30 * 60))
+            .default_idle_timeout(Duration::from_secs(10 * 60))
+            .default_max_lifetime(Duration::from_secs(30 * 60))
     }
 
     /// Opens and sets up one connection (blocking).
