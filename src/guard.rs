@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use crate::manager::{Manager, ResourceInfo};
-use crate::shared::{Held, Reason, Shared};
+use crate::shared::{Entry, Held, Reason, Record, Shared};
 use crate::status::Counter;
 use crate::sync::Arc;
 
@@ -24,12 +24,32 @@ use crate::sync::Arc;
 /// freed, and the panic goes on to the code that dropped the guard.
 #[must_use = "dropping the guard returns the resource at once"]
 pub struct Pooled<M: Manager> {
-    held: Held<M, Arc<Shared<M>>>,
+    /// `Some` until the guard is consumed. The guard holds the slot: every
+    /// way out builds a borrowed [`Held`] token over it, which gives the
+    /// slot back (unwinding included). Kept as the resource and the handle
+    /// side by side rather than one `Held`, so the acquire result keeps the
+    /// layout the caller's copy is fast with (see `implementation`).
+    entry: Option<Entry<M::Resource>>,
+    shared: Arc<Shared<M>>,
 }
 
 impl<M: Manager> Pooled<M> {
     pub(crate) fn new(held: Held<M, Arc<Shared<M>>>) -> Self {
-        Self { held }
+        let (shared, entry) = held.into_parts();
+        Self {
+            entry: Some(entry),
+            shared,
+        }
+    }
+
+    /// The slot and resource as a token borrowing the handle.
+    fn take_held(&mut self) -> Held<M, &Shared<M>> {
+        let entry = self.entry.take().expect("present until consumed");
+        Held::new(&*self.shared, entry)
+    }
+
+    fn record(&self) -> &Record<M::Resource> {
+        self.entry.as_ref().expect("present until consumed")
     }
 
     /// Takes the resource out of the pool for good. Its slot is freed (a
@@ -51,7 +71,7 @@ impl<M: Manager> Pooled<M> {
     /// # }
     /// ```
     pub fn detach(mut this: Self) -> M::Resource {
-        let mut held = this.held.take();
+        let mut held = this.take_held();
         held.unstamp();
         held.shared().stats().add(Counter::Detached, 1);
         held.detach()
@@ -60,7 +80,7 @@ impl<M: Manager> Pooled<M> {
     /// Drops the resource instead of returning it (for example after an
     /// error that leaves it unusable), and frees its slot. Counted as broken.
     pub fn discard(mut this: Self) {
-        let mut held = this.held.take();
+        let mut held = this.take_held();
         held.unstamp();
         held.discard(Reason::Broken);
     }
@@ -68,24 +88,24 @@ impl<M: Manager> Pooled<M> {
     /// Drops the resource, whose state is unknown (a scoped use that
     /// panicked or was cancelled), and frees its slot.
     pub(crate) fn abandon(mut this: Self) {
-        let mut held = this.held.take();
+        let mut held = this.take_held();
         held.unstamp();
         drop(held);
     }
 
     /// Records where the checkout happened, for leak reports.
     pub(crate) fn set_caller(this: &mut Self, caller: &'static std::panic::Location<'static>) {
-        this.held.shared().set_caller(this.held.record(), caller);
+        this.shared.set_caller(this.record(), caller);
     }
 
     /// The handle of the pool this guard returns to.
     pub(crate) fn shared(this: &Self) -> &Arc<Shared<M>> {
-        this.held.handle()
+        &this.shared
     }
 
     /// The pool's bookkeeping for this resource.
     pub fn info(this: &Self) -> &ResourceInfo {
-        &this.held.record().info
+        &this.record().info
     }
 }
 
@@ -93,20 +113,20 @@ impl<M: Manager> Deref for Pooled<M> {
     type Target = M::Resource;
 
     fn deref(&self) -> &M::Resource {
-        &self.held.record().resource
+        &self.record().resource
     }
 }
 
 impl<M: Manager> DerefMut for Pooled<M> {
     fn deref_mut(&mut self) -> &mut M::Resource {
-        &mut self.held.record_mut().resource
+        &mut self.entry.as_mut().expect("present until consumed").resource
     }
 }
 
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
-        if !self.held.is_taken() {
-            self.held.take().give_back();
+        if let Some(entry) = self.entry.take() {
+            Held::new(&*self.shared, entry).give_back();
         }
     }
 }
@@ -117,8 +137,8 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pooled")
-            .field("resource", &self.held.record().resource)
-            .field("info", &self.held.record().info)
+            .field("resource", &self.record().resource)
+            .field("info", &self.record().info)
             .finish()
     }
 }

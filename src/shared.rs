@@ -562,16 +562,13 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
         self.inner.as_ref().expect("held until consumed")
     }
 
-    fn into_parts(mut self) -> (P, Entry<M::Resource>) {
+    /// The pool handle and the resource, for a guard that holds them
+    /// itself (the guard then owns the slot).
+    pub(crate) fn into_parts(mut self) -> (P, Entry<M::Resource>) {
         self.inner.take().expect("held until consumed")
     }
 
     pub(crate) fn shared(&self) -> &Shared<M> {
-        &self.parts().0
-    }
-
-    /// The pool handle this token holds.
-    pub(crate) fn handle(&self) -> &P {
         &self.parts().0
     }
 
@@ -581,19 +578,6 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
 
     pub(crate) fn record_mut(&mut self) -> &mut Record<M::Resource> {
         &mut self.inner.as_mut().expect("held until consumed").1
-    }
-
-    /// Moves the token out of `self`, which is left empty (and drops as a
-    /// no-op). For a guard's `Drop`.
-    pub(crate) fn take(&mut self) -> Self {
-        Self {
-            inner: self.inner.take(),
-        }
-    }
-
-    /// Whether this token was taken.
-    pub(crate) fn is_taken(&self) -> bool {
-        self.inner.is_none()
     }
 
     /// Gives the resource back to the pool: to the oldest waiter, or idle.
