@@ -119,7 +119,11 @@ impl<M: Manager> Deref for Pooled<M> {
 
 impl<M: Manager> DerefMut for Pooled<M> {
     fn deref_mut(&mut self) -> &mut M::Resource {
-        &mut self.entry.as_mut().expect("present until consumed").resource
+        &mut self
+            .entry
+            .as_mut()
+            .expect("present until consumed")
+            .resource
     }
 }
 
