@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::capacity::PermitWait;
 use crate::create::{CreateFail, InFlight};
 use crate::error::{Error, TimeoutPhase, TryAcquireError};
 use crate::guard::Pooled;
@@ -162,6 +163,21 @@ async fn acquire_within<M: Manager>(
                 if shared.core().is_closed() {
                     return Err(Error::Closed);
                 }
+                // With a shared capacity, a slot needs the budget's permit.
+                let slot = if slot.may_create() {
+                    slot
+                } else {
+                    waited = true;
+                    match deadline.run(permit_or_resource(shared, slot)).await {
+                        Some(Ok(Got::Room(slot))) => slot,
+                        Some(Ok(resource)) => {
+                            got = resource;
+                            continue;
+                        }
+                        Some(Err(e)) => return Err(e),
+                        None => return Err(timed_out(shared, TimeoutPhase::Wait, last_error)),
+                    }
+                };
                 crate::upkeep::start(shared);
                 // If this acquire gives up on the create, it finishes in the
                 // background (see `InFlight`).
@@ -261,6 +277,67 @@ async fn wait<M: Manager>(
     drop(registration);
     drop(waiter);
     result
+}
+
+/// With a shared capacity: turns a slot of this pool without the budget's
+/// permit into one with it (`Got::Room`), waiting in the budget's line if
+/// none is free; or, if a resource of this pool goes idle first, gives
+/// that resource instead (`Got::Resource`; the slot is freed). While it
+/// waits it asks the other member pools for an idle resource (see
+/// [`crate::capacity`]), again whenever one's grace period ends.
+///
+/// Dropped (its deadline passed), it leaves the line (passing on a permit
+/// granted meanwhile) and frees the slot.
+#[cold]
+async fn permit_or_resource<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    mut slot: Slot<M, Arc<Shared<M>>>,
+) -> Result<Got<M>, Error<M::Error>> {
+    let Some(budget) = shared.budget() else {
+        return Ok(Got::Room(slot));
+    };
+    if budget.try_take() {
+        slot.add_permit();
+        return Ok(Got::Room(slot));
+    }
+    let core = shared.core();
+    // Counted before the record is queued: the fence in `register` orders
+    // both before the first look at the idle store below.
+    let _awaiting = shared.await_permit();
+    let (mut wait, mut again) = PermitWait::register(budget, shared.member_id());
+    loop {
+        // Listen, look, wait: a notification after the listen wakes it, and
+        // a change before it is seen by the look.
+        let mut granted = wait.listen();
+        let mut parked = shared.listen_parked();
+        if wait.take() {
+            slot.add_permit();
+            return Ok(Got::Room(slot));
+        }
+        if core.is_closed() {
+            return Err(Error::Closed);
+        }
+        if let Some(entry) = core.pop_idle() {
+            drop(slot);
+            return Ok(Got::Resource(Held::new(shared.clone(), entry)));
+        }
+        let mut retry = again.map(|at| Box::pin(tokio::time::sleep_until(at)));
+        let retry_due = std::future::poll_fn(|cx| {
+            if Pin::new(&mut granted).poll(cx).is_ready()
+                || Pin::new(&mut parked).poll(cx).is_ready()
+            {
+                return Poll::Ready(false);
+            }
+            match retry.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(true),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        if retry_due {
+            again = budget.reclaim_for(shared.member_id());
+        }
+    }
 }
 
 /// Counts a wait that ended with a grant (`served`) or the pool closed.

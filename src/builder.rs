@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::capacity::Capacity;
 use crate::config::Config;
 use crate::error::{BuildError, HookError};
 use crate::hooks::{Hook, Hooks};
@@ -362,6 +363,29 @@ impl<M: Manager> Builder<M> {
         self
     }
 
+    /// Draws this pool's slots from `capacity`, a budget shared with other
+    /// pools: every resource of this pool also takes one unit of it, so all
+    /// the pools built with one [`Capacity`] together hold at most
+    /// [`Capacity::max`] resources. The pool keeps its own `max_size`, idle
+    /// resources and line; a unit freed in any member pool goes to the
+    /// acquire that has waited longest across them, and a resource idle in
+    /// one pool may be closed for a waiting acquire of another (see
+    /// [`Capacity::set_idle_grace`]).
+    ///
+    /// An acquire that has to wait for a unit waits under its own deadline,
+    /// as for a resource; while it waits, a resource returned to its own
+    /// pool serves it.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails with [`BuildError::ZeroCapacity`] for a
+    /// budget of zero, and with [`BuildError::TooLarge`] if `min_idle` is
+    /// above the budget.
+    pub fn capacity(mut self, capacity: &Capacity) -> Self {
+        self.config.shared_capacity = Some(capacity.clone());
+        self
+    }
+
     /// The validated settings, with every derived flag computed.
     pub(crate) fn into_parts(mut self) -> Result<(M, Config, Hooks<M::Resource>), BuildError> {
         yield_defaults(&mut self.config);
@@ -404,6 +428,19 @@ fn validate(c: &Config) -> Result<(), BuildError> {
             bound: "max_size",
             bound_value: c.max_size,
         });
+    }
+    if let Some(capacity) = &c.shared_capacity {
+        if capacity.max() == 0 {
+            return Err(BuildError::ZeroCapacity);
+        }
+        if c.min_idle > capacity.max() {
+            return Err(BuildError::TooLarge {
+                setting: "min_idle",
+                value: c.min_idle,
+                bound: "capacity",
+                bound_value: capacity.max(),
+            });
+        }
     }
     if let Some(limit) = c.max_size_limit {
         if limit > MAX_SIZE_LIMIT {

@@ -37,6 +37,8 @@ pub(crate) struct Config {
     /// A pool of adopted objects (the `unmanaged` pool): it
     /// never creates.
     pub(crate) adopting: bool,
+    /// The budget shared with other pools, if any.
+    pub(crate) shared_capacity: Option<crate::Capacity>,
     // ----- derived by `derive`, the only place that computes them -----
     /// Some background work is configured (see `upkeep`).
     pub(crate) needs_upkeep: bool,
@@ -53,7 +55,12 @@ pub(crate) struct Config {
 impl Config {
     /// Computes the derived flags of validated settings.
     pub(crate) fn derive(mut self, has_on_release: bool) -> Self {
-        self.track_idle_time |= self.idle_timeout.is_some() || self.keepalive_interval.is_some();
+        // A pool with a shared capacity needs idle times for the grace
+        // period, and so takes the release path that can look at the
+        // budget's waiters.
+        self.track_idle_time |= self.idle_timeout.is_some()
+            || self.keepalive_interval.is_some()
+            || self.shared_capacity.is_some();
         self.metrics &= cfg!(feature = "metrics");
         self.stamp_checkout = self.leak_threshold.is_some() || self.metrics;
         self.needs_upkeep = self.min_idle > 0
@@ -126,6 +133,7 @@ impl Default for Config {
             name: "quickslot".into(),
             metrics: true,
             adopting: false,
+            shared_capacity: None,
             needs_upkeep: false,
             stamp_checkout: false,
             release_extras: false,

@@ -325,6 +325,8 @@ impl std::error::Error for TryAcquireError {}
 pub enum BuildError {
     /// `max_size` was 0.
     ZeroMaxSize,
+    /// The pool's shared [`Capacity`](crate::Capacity) has a budget of 0.
+    ZeroCapacity,
     /// `max_size` was larger than the pool supports.
     MaxSizeTooLarge {
         /// The value given.
@@ -366,6 +368,7 @@ impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::ZeroMaxSize => f.write_str("max_size must be at least 1"),
+            Self::ZeroCapacity => f.write_str("a shared capacity must be at least 1"),
             Self::MaxSizeTooLarge { max_size, limit } => {
                 write!(f, "max_size {max_size} is above the limit of {limit}")
             }

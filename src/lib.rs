@@ -99,6 +99,7 @@
 mod acquire;
 mod blocking;
 mod builder;
+mod capacity;
 mod config;
 mod create;
 mod guard;
@@ -141,6 +142,7 @@ pub mod sqlite;
 pub mod diesel;
 
 pub use crate::builder::{Builder, MAX_SIZE_LIMIT};
+pub use crate::capacity::Capacity;
 pub use crate::error::{
     BuildError, Cause, Error, HookError, HookKind, TimeoutPhase, TryAcquireError,
 };

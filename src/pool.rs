@@ -90,6 +90,9 @@ impl<M: Manager> Pool<M> {
         let pool = Self {
             shared: Arc::new(Shared::new(manager, config, hooks)),
         };
+        if let Some(budget) = pool.shared.budget() {
+            budget.join(crate::capacity::registration(&pool.shared));
+        }
         crate::upkeep::start(&pool.shared);
         pool
     }
@@ -207,7 +210,7 @@ impl<M: Manager> Pool<M> {
     /// resources are dropped now, resources returned later are dropped, and
     /// later acquires fail. Closing twice does nothing more.
     pub fn close(&self) {
-        self.shared.core().close();
+        self.shared.close();
     }
 
     /// Whether [`close`](Self::close) (or [`drain`](Self::drain)) was
@@ -253,7 +256,7 @@ impl<M: Manager> Pool<M> {
     /// Dropping the future stops the waiting only; the pool stays closed.
     pub async fn drain(&self, timeout: Duration) -> Drained {
         let core = self.shared.core();
-        core.close();
+        self.shared.close();
         let checked_out = core.size();
         let deadline = Instant::now() + timeout;
         loop {

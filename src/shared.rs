@@ -25,6 +25,10 @@
 //! refill, keepalive, `retain`, the return of a guard) gives it back exactly
 //! once, on every exit, unwinding included: the compiler checks what flags
 //! used to.
+//!
+//! In a pool that draws on a shared [`Capacity`](crate::Capacity), a slot
+//! token also carries the budget's permit when it has one (always, once it
+//! holds or held a resource), and frees both; see [`crate::capacity`].
 
 use std::ops::Deref;
 use std::panic::Location;
@@ -33,6 +37,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::capacity::{Budget, Member, Reclaim};
 use crate::config::Config;
 use crate::error::HookKind;
 use crate::handoff::Grant;
@@ -41,7 +46,7 @@ use crate::leak::{Leaks, Stamp};
 use crate::manager::{Manager, ResourceInfo};
 use crate::raw::{Core, Sink};
 use crate::status::{Counter, Stats, Status};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
+use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicUsize, Event, Ordering};
 use crate::timer::Timers;
 
 /// A resource with its bookkeeping, as it sits in the pool.
@@ -84,6 +89,9 @@ pub(crate) enum Reason {
     RecycleFailed,
     KeepaliveFailed,
     Retain,
+    /// Closed to free its share of a [`Capacity`](crate::Capacity) for a
+    /// waiting acquire of another pool.
+    Reclaimed,
     Hook(HookKind),
 }
 
@@ -94,6 +102,7 @@ impl Reason {
             Self::Expired | Self::IdleTimeout => Counter::Expired,
             Self::RecycleFailed | Self::KeepaliveFailed => Counter::RecycleFailed,
             Self::Retain => Counter::RetainRejected,
+            Self::Reclaimed => Counter::Reclaimed,
             Self::Hook(_) => Counter::Hook,
         }
     }
@@ -106,6 +115,7 @@ impl Reason {
             Self::RecycleFailed => "recycle failed",
             Self::KeepaliveFailed => "keepalive check failed",
             Self::Retain => "removed by retain",
+            Self::Reclaimed => "reclaimed for another pool",
             Self::Hook(HookKind::PostCreate) => "post_create hook failed",
             Self::Hook(HookKind::PreRecycle) => "pre_recycle hook failed",
             Self::Hook(HookKind::PostRecycle) => "post_recycle hook failed",
@@ -226,12 +236,28 @@ impl UpkeepHandle {
 }
 
 /// The manager, held by the core as the sink of the items the core drops
-/// itself, so that each goes through [`Manager::detach`].
-pub(crate) struct Departures<M>(M);
+/// itself, so that each goes through [`Manager::detach`], and the shared
+/// budget, if any, which gets the item's permit back (the core has freed
+/// its slot already).
+pub(crate) struct Departures<M> {
+    manager: M,
+    budget: Option<Arc<Budget>>,
+}
 
 impl<M: Manager> Sink<Entry<M::Resource>> for Departures<M> {
-    fn drop_item(&self, mut entry: Entry<M::Resource>) {
-        self.0.detach(&mut entry.resource);
+    fn drop_item(&self, entry: Entry<M::Resource>) {
+        // Given back even if `detach` or the resource's `Drop` panics.
+        struct Permit<'a>(Option<&'a Budget>);
+        impl Drop for Permit<'_> {
+            fn drop(&mut self) {
+                if let Some(budget) = self.0 {
+                    budget.give_back();
+                }
+            }
+        }
+        let _permit = Permit(self.budget.as_deref());
+        let mut entry = entry;
+        self.manager.detach(&mut entry.resource);
     }
 }
 
@@ -252,17 +278,26 @@ pub(crate) struct Shared<M: Manager> {
     /// The origin of the pool's nanosecond clock (for [`ServiceRate`]).
     epoch: Instant,
     rate: ServiceRate,
+    /// This pool's id in its budget (with a shared capacity).
+    member_id: u64,
+    /// Acquires that hold a slot and wait for the budget's permit.
+    awaiting_permit: AtomicUsize,
+    /// Notified when a resource goes idle while `awaiting_permit` is
+    /// non-zero, or the pool closes.
+    item_parked: Event,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Metrics>,
 }
 
 impl<M: Manager> Shared<M> {
     pub(crate) fn new(manager: M, config: Config, hooks: Hooks<M::Resource>) -> Self {
+        let budget = config.shared_capacity.as_ref().map(|c| c.budget().clone());
+        let member_id = budget.as_ref().map_or(0, |b| b.member_id());
         let core = Core::with_sink(
             config.max_size,
             config.capacity(),
             config.reuse_order,
-            Departures(manager),
+            Departures { manager, budget },
         );
         Self {
             core: if config.adopting {
@@ -285,6 +320,9 @@ impl<M: Manager> Shared<M> {
             last_id: AtomicU64::new(0),
             epoch: Instant::now(),
             rate: ServiceRate::new(),
+            member_id,
+            awaiting_permit: AtomicUsize::new(0),
+            item_parked: Event::new(),
         }
     }
 
@@ -295,7 +333,12 @@ impl<M: Manager> Shared<M> {
     }
 
     pub(crate) fn manager(&self) -> &M {
-        &self.core.sink().0
+        &self.core.sink().manager
+    }
+
+    /// The shared capacity this pool draws on, if any.
+    pub(crate) fn budget(&self) -> Option<&Arc<Budget>> {
+        self.core.sink().budget.as_ref()
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -345,6 +388,66 @@ impl<M: Manager> Shared<M> {
         self.last_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    // ----- a shared capacity -----
+
+    /// This pool's id in its budget.
+    pub(crate) fn member_id(&self) -> u64 {
+        self.member_id
+    }
+
+    /// How many acquires hold a slot and wait for the budget's permit.
+    pub(crate) fn awaiting_permit(&self) -> usize {
+        // SeqCst: read after a releaser's fence (see `after_park`).
+        self.awaiting_permit.load(Ordering::SeqCst)
+    }
+
+    /// Counts an acquire as waiting for a permit until the guard drops.
+    pub(crate) fn await_permit(&self) -> AwaitingPermit<'_> {
+        // SeqCst: ordered before the waiter's fence and look at the idle
+        // store (see `after_park`).
+        self.awaiting_permit.fetch_add(1, Ordering::SeqCst);
+        AwaitingPermit(&self.awaiting_permit)
+    }
+
+    /// Listens for a resource going idle (or the pool closing) while
+    /// acquires wait for a permit. Listen, fence, look, then await.
+    pub(crate) fn listen_parked(&self) -> crate::sync::EventListener {
+        self.item_parked.listen()
+    }
+
+    /// Wakes the acquires that wait for a permit.
+    fn notify_parked(&self) {
+        self.item_parked.notify(usize::MAX);
+    }
+
+    /// Closes the pool (see [`Pool::close`](crate::Pool::close)); with a
+    /// shared capacity, it also leaves the budget and wakes its acquires
+    /// that wait for a permit, which then fail.
+    pub(crate) fn close(&self) {
+        self.core.close();
+        if let Some(budget) = self.budget() {
+            budget.leave(self.member_id);
+            self.notify_parked();
+        }
+    }
+
+    /// After a resource was parked in a pool with a budget: this pool's own
+    /// acquires that wait for a permit get a look at it first; else, if an
+    /// acquire of another pool waits for a permit and the grace period is
+    /// zero, one idle resource goes to free its permit.
+    #[cold]
+    fn after_park(&self, budget: &Budget) {
+        // SeqCst fence: pairs with the fence a waiter issues after counting
+        // itself in `awaiting_permit`, or after queueing in the budget's
+        // line (Dekker): either we see it below, or it sees what we parked.
+        fence(Ordering::SeqCst);
+        if self.awaiting_permit() > 0 {
+            self.notify_parked();
+        } else if budget.waiting() > 0 && budget.grace().is_zero() {
+            self.reclaim_idle(Duration::ZERO);
+        }
+    }
+
     // ----- reports -----
 
     pub(crate) fn status(&self) -> Status {
@@ -370,6 +473,9 @@ impl<M: Manager> Shared<M> {
         self.stats.snapshot_into(&mut status);
         status.discarded.closed = core.dropped_closed() as u64;
         status.discarded.resized = core.dropped_resized() as u64;
+        // A slot held by an acquire that waits for the budget's permit is
+        // no resource (see `crate::capacity`).
+        status.size = status.size.saturating_sub(self.awaiting_permit());
         status.in_use = status
             .size
             .saturating_sub(status.idle)
@@ -492,6 +598,69 @@ impl<M: Manager> Shared<M> {
     }
 }
 
+/// Counts an acquire in `awaiting_permit` while it lives.
+pub(crate) struct AwaitingPermit<'a>(&'a AtomicUsize);
+
+impl Drop for AwaitingPermit<'_> {
+    fn drop(&mut self) {
+        // SeqCst: as the increment.
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<M: Manager> Member for Shared<M> {
+    fn member_id(&self) -> u64 {
+        self.member_id
+    }
+
+    fn reclaim_idle(&self, grace: Duration) -> Reclaim {
+        let core = &self.core;
+        // Its own acquires come first, and `min_idle` stays.
+        if core.waiting() > 0
+            || self.awaiting_permit() > 0
+            || core.idle_len() <= self.config.min_idle
+        {
+            return Reclaim::Nothing;
+        }
+        // The longest idle: the head of a FIFO store; in a LIFO one, the
+        // bottom of the stack, so all of it comes out and goes back in order.
+        let mut taken = Vec::new();
+        match self.config.reuse_order {
+            crate::ReuseOrder::Lifo => {
+                for _ in 0..core.idle_len() {
+                    let Some(entry) = core.pop_idle_any() else {
+                        break;
+                    };
+                    taken.push(Held::new(self, entry));
+                }
+            }
+            _ => taken.extend(core.pop_idle_any().map(|entry| Held::new(self, entry))),
+        }
+        let Some(oldest) = taken.pop() else {
+            return Reclaim::Nothing;
+        };
+        let outcome = if grace.is_zero() {
+            oldest.discard(Reason::Reclaimed);
+            Reclaim::Done
+        } else {
+            let info = &oldest.record().info;
+            let eligible = info.last_returned.unwrap_or(info.created_at) + grace;
+            if Instant::now() >= eligible {
+                oldest.discard(Reason::Reclaimed);
+                Reclaim::Done
+            } else {
+                oldest.park_plain();
+                Reclaim::NotBefore(eligible)
+            }
+        };
+        // Popped newest first: back in reverse, the stack is as it was.
+        while let Some(held) = taken.pop() {
+            held.park_plain();
+        }
+        outcome
+    }
+}
+
 impl<M: Manager> Drop for Shared<M> {
     fn drop(&mut self) {
         // The upkeep task holds only a weak reference: wake it so it ends now
@@ -505,6 +674,8 @@ impl<M: Manager> Drop for Shared<M> {
 #[must_use = "dropping a slot frees it at once"]
 pub(crate) struct Slot<M: Manager, P: Deref<Target = Shared<M>>> {
     shared: Option<P>,
+    /// Whether it carries a permit of the pool's shared capacity.
+    permit: bool,
 }
 
 impl<M: Manager, P: Deref<Target = Shared<M>>> Slot<M, P> {
@@ -513,7 +684,30 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Slot<M, P> {
     pub(crate) fn new(shared: P) -> Self {
         Self {
             shared: Some(shared),
+            permit: false,
         }
+    }
+
+    /// The slot of a resource that leaves (it has the budget's permit, if
+    /// the pool has a budget).
+    fn owned(shared: P) -> Self {
+        let permit = shared.budget().is_some();
+        Self {
+            shared: Some(shared),
+            permit,
+        }
+    }
+
+    /// Whether a create may use it: it has the budget's permit, or the pool
+    /// has no budget.
+    pub(crate) fn may_create(&self) -> bool {
+        self.permit || self.shared().budget().is_none()
+    }
+
+    /// It now carries a permit taken from the pool's budget.
+    pub(crate) fn add_permit(&mut self) {
+        debug_assert!(!self.permit, "a slot carries one permit");
+        self.permit = true;
     }
 
     pub(crate) fn shared(&self) -> &Shared<M> {
@@ -527,6 +721,7 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Slot<M, P> {
 
     /// The slot now holds `entry`.
     pub(crate) fn fill(mut self, entry: Entry<M::Resource>) -> Held<M, P> {
+        debug_assert!(self.may_create(), "a resource holds a permit");
         let shared = self.shared.take().expect("held until consumed");
         Held {
             inner: Some((shared, entry)),
@@ -537,6 +732,11 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Slot<M, P> {
 impl<M: Manager, P: Deref<Target = Shared<M>>> Drop for Slot<M, P> {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
+            if self.permit {
+                if let Some(budget) = shared.budget() {
+                    budget.give_back();
+                }
+            }
             shared.core.release(Grant::Slot);
         }
     }
@@ -580,19 +780,32 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
         &mut self.inner.as_mut().expect("held until consumed").1
     }
 
-    /// Gives the resource back to the pool: to the oldest waiter, or idle.
+    /// Gives the resource back to the pool: to the oldest waiter, or idle
+    /// (then, with a shared capacity, see `Shared::after_park`).
     pub(crate) fn park(self) {
+        let (shared, entry) = self.into_parts();
+        shared.core.release(Grant::Item(entry));
+        if let Some(budget) = shared.budget() {
+            shared.after_park(budget);
+        }
+    }
+
+    /// [`park`](Self::park) without the shared capacity's look at waiters:
+    /// the plain return path (a pool with a budget takes the other), and a
+    /// resource put back by a reclaim.
+    fn park_plain(self) {
         let (shared, entry) = self.into_parts();
         shared.core.release(Grant::Item(entry));
     }
 
     /// Drops the resource (after [`Manager::detach`]) and keeps its slot
-    /// (to create a replacement). The slot is safe if `detach` or the
-    /// resource's own `Drop` panics.
+    /// (to create a replacement) with its permit. The slot is safe if
+    /// `detach` or the resource's own `Drop` panics.
     pub(crate) fn empty(self) -> Slot<M, P> {
-        let (shared, entry) = self.into_parts();
-        let slot = Slot::new(shared);
-        slot.shared().core.sink().drop_item(entry);
+        let (shared, mut entry) = self.into_parts();
+        let slot = Slot::owned(shared);
+        slot.shared().manager().detach(&mut entry.resource);
+        drop(entry);
         slot
     }
 
@@ -607,7 +820,7 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
     /// [`Manager::detach`]); frees its slot.
     pub(crate) fn detach(self) -> M::Resource {
         let (shared, mut entry) = self.into_parts();
-        let slot = Slot::new(shared);
+        let slot = Slot::owned(shared);
         slot.shared().manager().detach(&mut entry.resource);
         drop(slot);
         entry.resource
@@ -641,7 +854,7 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
         if shared.config.release_extras {
             return self.give_back_slow();
         }
-        self.park();
+        self.park_plain();
     }
 
     /// The return path when something is configured to run on it.
@@ -690,10 +903,11 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Drop for Held<M, P> {
         if entry.stamp.is_some() {
             shared.unstamp(&mut entry);
         }
-        // The slot is freed even if `detach` or the resource's own `Drop`
-        // panics.
-        let slot = Slot::<M, P>::new(shared);
-        slot.shared().core.sink().drop_item(entry);
+        // The slot (and permit) is freed even if `detach` or the resource's
+        // own `Drop` panics.
+        let slot = Slot::<M, P>::owned(shared);
+        slot.shared().manager().detach(&mut entry.resource);
+        drop(entry);
         drop(slot);
     }
 }

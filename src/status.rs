@@ -59,6 +59,9 @@ pub struct Discarded {
     pub recycle_failed: u64,
     /// Rejected by the predicate of [`Pool::retain`](crate::Pool::retain).
     pub retain_rejected: u64,
+    /// Closed while idle so that an acquire of another pool sharing its
+    /// [`Capacity`](crate::Capacity) could create.
+    pub reclaimed: u64,
     /// Taken out for good by [`Pooled::detach`](crate::Pooled::detach).
     pub detached: u64,
     /// Dropped because the pool was closed.
@@ -90,6 +93,7 @@ pub(crate) enum Counter {
     Expired,
     RecycleFailed,
     RetainRejected,
+    Reclaimed,
     Detached,
     Cancelled,
     Panicked,
@@ -175,6 +179,7 @@ impl Stats {
         status.discarded.expired = self.get(Counter::Expired);
         status.discarded.recycle_failed = self.get(Counter::RecycleFailed);
         status.discarded.retain_rejected = self.get(Counter::RetainRejected);
+        status.discarded.reclaimed = self.get(Counter::Reclaimed);
         status.discarded.panicked = self.get(Counter::Panicked);
         status.discarded.detached = self.get(Counter::Detached);
         status.discarded.cancelled = self.get(Counter::Cancelled);

@@ -28,6 +28,32 @@ pub(crate) use loom::sync::{
 // loom's `Arc` has no `Weak`: the background upkeep task, the only user of
 // `Weak`, is not built under loom (loom models drive the pool by hand).
 
+/// A std `Arc`, for the few trait objects the crate keeps: loom's `Arc`
+/// cannot hold one.
+pub(crate) use std::sync::Arc as StdArc;
+
+/// How a registry (a [`Capacity`](crate::Capacity)'s member list) refers to
+/// a member without keeping it alive: a `Weak`.
+#[cfg(not(loom))]
+pub(crate) type Registered<T> = Weak<T>;
+
+/// Under loom, whose `Arc` has no `Weak`, a strong reference; the member
+/// removes it itself when it closes, so a model closes its pools.
+#[cfg(loom)]
+pub(crate) type Registered<T> = StdArc<T>;
+
+/// The member, if it is still there.
+#[cfg(not(loom))]
+pub(crate) fn registered_get<T: ?Sized>(entry: &Registered<T>) -> Option<StdArc<T>> {
+    entry.upgrade()
+}
+
+/// The member (always there under loom, see [`Registered`]).
+#[cfg(loom)]
+pub(crate) fn registered_get<T: ?Sized>(entry: &Registered<T>) -> Option<StdArc<T>> {
+    Some(entry.clone())
+}
+
 /// A small number fixed per thread (threads numbered round-robin on first
 /// use), for spreading per-thread writes over stripes of a counter.
 #[cfg(not(loom))]

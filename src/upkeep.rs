@@ -147,7 +147,15 @@ pub(crate) async fn fill_min_idle<M: Manager>(
             // Full (or closed, seen on the next turn): nothing to do.
             return if core.is_closed() { Err(None) } else { Ok(()) };
         }
-        let slot = Slot::new(shared);
+        let mut slot = Slot::new(shared);
+        if let Some(budget) = shared.budget() {
+            // Never waits for the shared capacity, and never takes a unit
+            // that an acquire of any member waits for.
+            if !budget.try_take() {
+                return Ok(());
+            }
+            slot.add_permit();
+        }
         match create(shared).await {
             // To a waiter if anyone waits, else idle.
             Ok(entry) => slot.fill(entry).park(),
