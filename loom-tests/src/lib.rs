@@ -78,6 +78,19 @@ pub const SEEDED_BUGS: &[SeededBug] = &[
             "m4_cancel_racing_grant",
         ],
     },
+    SeededBug {
+        name: "no_park_look",
+        puts_back: "a pool with a shared capacity parks a resource without looking at the acquires that wait for a unit",
+        caught_by: &[
+            "m10a_idle_return_racing_a_waiter_of_another_pool",
+            "m10b_return_racing_a_waiter_for_a_unit_of_the_same_pool",
+        ],
+    },
+    SeededBug {
+        name: "no_reclaim_look",
+        puts_back: "an acquire that queues for a unit of a shared capacity does not ask the other pools for an idle resource",
+        caught_by: &["m10a_idle_return_racing_a_waiter_of_another_pool"],
+    },
 ];
 
 /// What the models observe about the resources of one pool. Shared by the
@@ -246,6 +259,26 @@ pub fn pool_with(max_size: usize, script: Script) -> (Pool<TestManager>, Arc<Pro
         builder = builder.max_size_limit(limit);
     }
     let pool = builder.build().expect("valid configuration");
+    (pool, probe)
+}
+
+/// A pool of `max_size` drawing on the shared `capacity` (FIFO, no
+/// deadline, grace period zero).
+pub fn pool_sharing(
+    capacity: &quickslot::Capacity,
+    max_size: usize,
+) -> (Pool<TestManager>, Arc<Probe>) {
+    let probe = Arc::new(Probe::default());
+    let manager = TestManager {
+        probe: probe.clone(),
+        script: Script::default(),
+    };
+    let pool = Pool::builder(manager)
+        .max_size(max_size)
+        .acquire_timeout(None)
+        .capacity(capacity)
+        .build()
+        .expect("valid configuration");
     (pool, probe)
 }
 

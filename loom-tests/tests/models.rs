@@ -17,9 +17,11 @@ use std::task::Poll;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{acquire, acquire_owned, check, hold, poll_once, pool, pool_with, Script};
+use loom_tests::{
+    acquire, acquire_owned, check, hold, poll_once, pool, pool_sharing, pool_with, Script,
+};
 use quickslot::loom_core::{Core, Got};
-use quickslot::{Error, ReuseOrder, TryAcquireError};
+use quickslot::{Capacity, Error, ReuseOrder, TryAcquireError};
 
 /// Model 1, no lost wake-up: one resource, a holder that releases it and a
 /// waiter that arrives at any point around that release. The waiter always
@@ -457,6 +459,85 @@ fn m9b_grow_racing_waiter() {
         drop(pool);
         assert_eq!(probe.dropped(), 2);
     });
+}
+
+/// Model 10a, shared capacity, no lost hand-over between pools: a budget of
+/// one unit, held by a resource of pool A; its holder returns it (idle)
+/// while an acquire of pool B arrives at any point around that return.
+/// B is always served (A's idle resource is closed for it, by A's return
+/// or by B's own look after it queued), the budget is never exceeded, and
+/// nothing leaks.
+#[test]
+fn m10a_idle_return_racing_a_waiter_of_another_pool() {
+    check("m10a_idle_return_racing_a_waiter_of_another_pool", || {
+        let cap = Capacity::new(1);
+        let (a, probe_a) = pool_sharing(&cap, 1);
+        let (b, probe_b) = pool_sharing(&cap, 1);
+        let held = acquire(&a).unwrap();
+        hold(&held, 1);
+        let holder = thread::spawn(move || drop(held));
+        let p = b.clone();
+        let waiter = thread::spawn(move || {
+            let r = acquire(&p).unwrap();
+            hold(&r, 2);
+        });
+        holder.join().unwrap();
+        waiter.join().unwrap();
+
+        let (sa, sb) = (a.status(), b.status());
+        assert_eq!(cap.waiting(), 0);
+        assert_eq!(cap.in_use(), sa.size + sb.size, "units match resources");
+        assert_eq!((sa.size, sa.discarded.reclaimed), (0, 1));
+        assert_eq!((probe_a.created(), probe_a.dropped()), (1, 1));
+        // B's resource is idle, unless B's own return came while the
+        // releaser that served B had not yet taken B's record off the
+        // budget's count: then B closed it for a waiter already served (a
+        // needless close; never a lost or extra unit).
+        assert_eq!(sb.size + sb.discarded.reclaimed as usize, 1);
+        // Closing leaves the budget (whose member list holds strong
+        // references under loom), so everything drops.
+        a.close();
+        b.close();
+        drop((a, b));
+        assert_eq!((probe_b.created(), probe_b.dropped()), (1, 1));
+        assert_eq!(cap.waiting(), 0);
+        assert_eq!(cap.in_use(), 0);
+    });
+}
+
+/// Model 10b, shared capacity, same pool: a budget of one unit held by
+/// a resource of a pool of two; an acquire of the same pool gets a slot,
+/// finds the budget spent and waits for a unit, while the resource is
+/// returned at any point around that. The acquire is always served by the
+/// returned resource itself (no close and reopen).
+#[test]
+fn m10b_return_racing_a_waiter_for_a_unit_of_the_same_pool() {
+    check(
+        "m10b_return_racing_a_waiter_for_a_unit_of_the_same_pool",
+        || {
+            let cap = Capacity::new(1);
+            let (pool, probe) = pool_sharing(&cap, 2);
+            let held = acquire(&pool).unwrap();
+            hold(&held, 1);
+            let holder = thread::spawn(move || drop(held));
+            let p = pool.clone();
+            let waiter = thread::spawn(move || {
+                let r = acquire(&p).unwrap();
+                hold(&r, 2);
+                assert_eq!(r.id, 1, "served by the returned resource");
+            });
+            holder.join().unwrap();
+            waiter.join().unwrap();
+
+            let s = pool.status();
+            assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 1, 0, 0));
+            assert_eq!((cap.in_use(), cap.waiting()), (1, 0));
+            assert_eq!((probe.created(), probe.dropped()), (1, 0));
+            pool.close();
+            drop(pool);
+            assert_eq!((probe.dropped(), cap.in_use()), (1, 0));
+        },
+    );
 }
 
 // ----------------------------------------------------------------------------
