@@ -1243,3 +1243,83 @@ async fn add_fails(db: &impl GenericClient) -> tokio_postgres::Error {
         .await
         .expect_err("no table")
 }
+
+/// Three tenant pools (up to 4 connections each) under one budget of 5
+/// server connections: under load on every tenant the server never sees
+/// more than 5 of their backends, a busy tenant takes the connections of
+/// idle ones, and every acquire is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_pools_share_one_connection_budget() {
+    let url = url_or_skip!();
+    let _serial = serial().await;
+    let admin = admin(&url).await;
+    let budget = quickslot::Capacity::new(5);
+    let apps = ["qs-tenant-a", "qs-tenant-b", "qs-tenant-c"];
+    let pools: Vec<Pool> = apps
+        .iter()
+        .map(|app| {
+            manager(&url, app)
+                .pool_builder()
+                .max_size(4)
+                .capacity(&budget)
+                .acquire_timeout(Duration::from_secs(20))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let count_all = || async {
+        let mut n = 0;
+        for app in apps {
+            n += backends(&admin, app).await;
+        }
+        n
+    };
+
+    // Every tenant busy at once.
+    let served = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for pool in &pools {
+        for _ in 0..6 {
+            let (pool, served) = (pool.clone(), served.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    let client = pool.acquire().await.unwrap();
+                    client.execute("SELECT pg_sleep(0.005)", &[]).await.unwrap();
+                    served.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+    }
+    let mut peak = 0;
+    while tasks.iter().any(|t| !t.is_finished()) {
+        peak = peak.max(count_all().await);
+        assert!(budget.in_use() <= 5);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 3 * 6 * 10);
+    assert!(peak <= 5, "{peak} backends for a budget of 5");
+    assert_eq!(
+        pools.iter().map(|p| p.status().size).sum::<usize>(),
+        budget.in_use()
+    );
+
+    // Tenant `a` alone: it takes the others' idle connections, up to its
+    // own max_size.
+    let held: Vec<_> = futures::future::join_all((0..4).map(|_| pools[0].acquire())).await;
+    assert!(held.iter().all(Result::is_ok));
+    assert_eq!(pools[0].status().size, 4);
+    assert!(budget.in_use() <= 5);
+    drop(held);
+    for p in &pools {
+        p.close();
+    }
+    assert_eq!(budget.in_use(), 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count_all().await > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count_all().await, 0, "every connection closed");
+}
