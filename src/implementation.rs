@@ -11,6 +11,7 @@
 //! recycle     Manager::recycle with its hooks, under its timeouts
 //! create      one create with its hook; InFlight, the background finish
 //! shared      Shared (all of a pool's state, private) and the Slot/Held tokens
+//! capacity    Capacity: a budget of permits shared by several pools
 //! builder     Builder; config: Config and every derived flag
 //! raw         the concurrency core: size, idle store, waiter line, hand-off
 //! handoff     waiter records (the only unsafe code)
@@ -76,6 +77,26 @@
 //! waiter asleep beside an idle item (a release that sheds now re-checks
 //! like one that parks). Model 6 found two shedders both shedding below
 //! `max_size` after a shrink (shedding is now one atomic step).
+//!
+//! Models 10a and 10b (shared capacity) found that a pool can close an idle
+//! resource for a waiter of another pool that was served a moment before:
+//! the budget's count of waiters drops only after the hand-over. The close
+//! is needless but loses no unit; the models assert exactly that.
+//!
+//! # Shared capacity
+//!
+//! A [`Capacity`](crate::Capacity) is a second core with no items: its
+//! slots are permits and its line holds the acquires of every member that
+//! wait for one, so the fair hand-off and its proofs carry over. A member's
+//! own slots and the permits are separate counts: an acquire first gets a
+//! slot of its pool (its place there, bounded by `max_size`), then a
+//! permit (its place across pools). Taking the permit first would let an
+//! acquire hold a unit of the shared budget while its own pool is full.
+//! Tying the two into one count in the core was the other option; it
+//! would put a second budget check on every grow of every pool, and an
+//! acquire blocked by its own pool's `max_size` would have no place in the
+//! shared line. The permit rides in the `Slot` token (and so in `Held`),
+//! so every departure path that frees a slot frees its permit with it.
 //!
 //! # Queue compaction
 //!

@@ -22,7 +22,12 @@
 //!   same FIFO line; [`Pool::with`] and [`Pool::with_blocking`] scope a use.
 //! * **No capacity lost to panics**: a panic in user code on any pool path
 //!   drops the resource it touched and frees its slot.
-//! * **Overload control**: [`Builder::max_waiters`] bounds the line.
+//! * **Overload control**: [`Builder::max_waiters`] bounds the line, and
+//!   [`Builder::fail_fast_when_late`] refuses at once an acquire that would
+//!   wait past its deadline.
+//! * **One budget for many pools**: a [`Capacity`] shared by per-tenant (or
+//!   per-shard) pools caps their sum, gives a freed unit to the longest
+//!   waiter across them, and lets a busy pool take the units of idle ones.
 //! * **For pool crates**: [`unmanaged::Pool`] for objects you make yourself,
 //!   any printable `Manager::Error`, [`Manager::detach`], [`Pool::downgrade`],
 //!   [`ResourceInfo::id`]. How it is built: [`implementation`].
