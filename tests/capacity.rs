@@ -391,3 +391,58 @@ async fn run_schedule(seed: u64) {
         l.assert_all_dropped_once();
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn drain_and_resize_of_a_member_return_its_units() {
+    let cap = Capacity::new(4);
+    let (a, _) = pool(&cap, 4);
+    let (b, _) = pool(&cap, 4);
+    let mut held = take(&a, 4).await;
+    // A shrink sheds the returned resources above the new size.
+    a.resize(2).unwrap();
+    drop(held.split_off(2));
+    assert_eq!((a.status().size, cap.in_use()), (2, 2));
+    let two = take(&b, 2).await;
+    assert_eq!(cap.in_use(), 4);
+
+    // Drain: idle ones go now, checked-out ones as they come back, and a
+    // waiter of the other pool gets each unit.
+    let waiter = tokio::spawn({
+        let b = b.clone();
+        async move { take(&b, 2).await.len() }
+    });
+    settle().await;
+    assert_eq!(cap.waiting(), 1);
+    let drain = tokio::spawn({
+        let a = a.clone();
+        async move { a.drain(Duration::from_secs(5)).await }
+    });
+    settle().await;
+    drop(held);
+    let drained = drain.await.unwrap();
+    assert_eq!(drained.outstanding, 0);
+    assert_eq!(waiter.await.unwrap(), 2);
+    assert_eq!((a.status().size, b.status().size, cap.in_use()), (0, 4, 4));
+    drop(two);
+}
+
+/// A plain thread waits for a unit in the same line as async acquires.
+#[test]
+fn a_blocking_acquire_waits_for_a_unit() {
+    let cap = Capacity::new(1);
+    let (a, _) = pool(&cap, 1);
+    let (b, _) = pool(&cap, 1);
+    let held = a.acquire_blocking().unwrap();
+    let waiter = std::thread::spawn({
+        let b = b.clone();
+        move || b.acquire_blocking().map(drop)
+    });
+    while cap.waiting() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut held = held;
+    held.broken = true;
+    drop(held);
+    waiter.join().unwrap().unwrap();
+    assert_eq!((a.status().size, b.status().size, cap.in_use()), (0, 1, 1));
+}
