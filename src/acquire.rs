@@ -11,8 +11,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::create::{CreateFail, InFlight};
 use crate::error::{Error, TimeoutPhase, TryAcquireError};
 use crate::guard::Pooled;
@@ -20,6 +18,7 @@ use crate::handoff::{Grant, Outcome, Waiter};
 use crate::manager::Manager;
 use crate::raw::{Core, Sink, Unavailable};
 use crate::recycle::{recycle, Recycled};
+use crate::rt::Instant;
 use crate::shared::{Entry, Held, Reason, Shared, Slot};
 use crate::status::Counter;
 use crate::sync::Arc;

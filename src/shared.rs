@@ -30,9 +30,6 @@ use std::ops::Deref;
 use std::panic::Location;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::time::Instant;
-
 use crate::config::Config;
 use crate::error::HookKind;
 use crate::handoff::Grant;
@@ -40,7 +37,10 @@ use crate::hooks::Hooks;
 use crate::leak::{Leaks, Stamp};
 use crate::manager::{Manager, ResourceInfo};
 use crate::raw::{Core, Sink};
+use crate::rt::{self, Instant};
 use crate::status::{Counter, Stats, Status};
+#[cfg(not(loom))]
+use crate::sync::Event;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 use crate::timer::Timers;
 
@@ -190,7 +190,11 @@ pub(crate) struct UpkeepHandle {
     started: AtomicBool,
     /// Wakes the task early (a discard under `min_idle`, a resize, the pool
     /// dropped). Shared with the task, which must not keep the pool alive.
-    wake: Arc<Notify>,
+    /// The task listens before each round's checks, so a wake during a
+    /// round is not lost: it asks for another round at once. Not built
+    /// under loom, which builds no task.
+    #[cfg(not(loom))]
+    wake: Arc<Event>,
 }
 
 #[cfg_attr(loom, allow(dead_code))] // the upkeep task is not built under loom
@@ -198,13 +202,16 @@ impl UpkeepHandle {
     fn new() -> Self {
         Self {
             started: AtomicBool::new(false),
-            wake: Arc::new(Notify::new()),
+            #[cfg(not(loom))]
+            wake: Arc::new(Event::new()),
         }
     }
 
     /// Asks for an upkeep round now. A no-op before the task starts.
     pub(crate) fn wake(&self) {
-        self.wake.notify_one();
+        // One listener at most: the task's.
+        #[cfg(not(loom))]
+        self.wake.notify(1);
     }
 
     /// Whether the task was started already.
@@ -220,7 +227,8 @@ impl UpkeepHandle {
     }
 
     /// The task's end of the wake-up signal.
-    pub(crate) fn signal(&self) -> Arc<Notify> {
+    #[cfg(not(loom))]
+    pub(crate) fn signal(&self) -> Arc<Event> {
         self.wake.clone()
     }
 }
@@ -283,7 +291,7 @@ impl<M: Manager> Shared<M> {
             upkeep: UpkeepHandle::new(),
             timers: Timers::new(),
             last_id: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch: rt::now(),
             rate: ServiceRate::new(),
         }
     }
@@ -395,7 +403,7 @@ impl<M: Manager> Shared<M> {
         if c.max_lifetime.is_none() && c.idle_timeout.is_none() {
             return None;
         }
-        self.expired_at(info, Instant::now())
+        self.expired_at(info, rt::now())
     }
 
     #[cold]
@@ -454,7 +462,7 @@ impl<M: Manager> Shared<M> {
     /// the checked-out registry.
     #[cold]
     fn stamp(&self, record: &mut Record<M::Resource>, caller: Option<&'static Location<'static>>) {
-        let at = Instant::now();
+        let at = rt::now();
         let id = record.info.id;
         let ticket = self
             .leaks
@@ -661,7 +669,7 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
             }
         }
         if shared.config.track_idle_time || shared.config.max_lifetime.is_some() {
-            let now = Instant::now();
+            let now = rt::now();
             if entry.info.expired_at(now) {
                 return self.discard(Reason::Expired);
             }

@@ -25,6 +25,11 @@ pub(crate) use loom::sync::{
     atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
     Arc, Mutex,
 };
+/// std's `Arc` under loom too: a `Waker` is made from one (`std::task::Wake`),
+/// for the thread-parking `block_on` of builds without a runtime feature,
+/// which loom models never run.
+pub(crate) use std::sync::Arc as StdArc;
+
 // loom's `Arc` has no `Weak`: the background upkeep task, the only user of
 // `Weak`, is not built under loom (loom models drive the pool by hand).
 
