@@ -133,6 +133,9 @@ pub(crate) type Created<M> = (
 /// is dropped and its slot freed at once.
 pub(crate) struct InFlight<M: Manager> {
     slot: Option<Slot<M, Arc<Shared<M>>>>,
+    /// Where the background finish goes: the runtime the create started
+    /// on (its future may hold that runtime's timers or sockets).
+    home: rt::TaskHome,
     /// `None` once finished, or once a poll of it panicked: a future that
     /// panicked is never polled again.
     fut: Option<CreateFuture<M>>,
@@ -143,6 +146,7 @@ impl<M: Manager> InFlight<M> {
         let owned = slot.handle().clone();
         Self {
             slot: Some(slot),
+            home: rt::TaskHome::here(),
             fut: Some(Box::pin(async move { create(&owned).await })),
         }
     }
@@ -177,22 +181,26 @@ impl<M: Manager> Drop for InFlight<M> {
         };
         let config = slot.shared().config();
         let bound = config.create_timeout.or(config.acquire_timeout);
-        let (Some(bound), true, false) = (bound, rt::can_spawn(), std::thread::panicking()) else {
+        let (Some(bound), false) = (bound, std::thread::panicking()) else {
             return;
         };
-        tracing::debug!(
-            target: "quickslot",
-            pool = %config.name,
-            "create abandoned by its acquire: finishing it in the background",
-        );
+        let pool = config.name.clone();
         // The task owns the slot: it is freed if the task is dropped
-        // unfinished (or never runs: a runtime shutting down drops it).
-        rt::spawn(async move {
+        // unfinished, never runs (a runtime shutting down drops it) or is
+        // not spawned (no runtime here: dropped at once).
+        let spawned = self.home.spawn(async move {
             match rt::timeout(bound, fut).await {
                 Some(Ok(entry)) => slot.fill(entry).park(),
                 // Counted and traced by `create` (a timeout here is not).
                 _ => drop(slot),
             }
         });
+        if spawned {
+            tracing::debug!(
+                target: "quickslot",
+                pool = %pool,
+                "create abandoned by its acquire: finishing it in the background",
+            );
+        }
     }
 }

@@ -238,15 +238,46 @@ pub(crate) fn spawn<F>(task: F) -> bool
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    if tokio_rt::current().is_some() {
-        return tokio_rt::spawn(task);
-    }
-    match smol_rt::PRESENT {
-        Some(present) => {
-            smol_rt::spawn(present, task);
-            true
+    TaskHome::here().spawn(task)
+}
+
+/// Where a future started here belongs, for a task that finishes it later
+/// (an abandoned create): a future started on Tokio may hold Tokio timers
+/// or sockets, which only a Tokio runtime drives, and one started off Tokio
+/// belongs on smol.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TaskHome {
+    /// Tokio: the task goes to the Tokio runtime current when it is
+    /// spawned, if any (as with `tokio` alone).
+    Tokio,
+    /// smol's global executor.
+    Smol(smol_rt::Present),
+}
+
+impl TaskHome {
+    /// The home of a future started on this thread now: Tokio inside a
+    /// Tokio runtime, else smol if it is in this build, else Tokio (whose
+    /// spawn then finds a runtime or not when it is asked).
+    pub(crate) fn here() -> Self {
+        match (tokio_rt::current(), smol_rt::PRESENT) {
+            (None, Some(present)) => TaskHome::Smol(present),
+            _ => TaskHome::Tokio,
         }
-        None => false,
+    }
+
+    /// Starts `task` there, detached; `false` (and `task` dropped) when
+    /// it is Tokio's and no Tokio runtime is current.
+    pub(crate) fn spawn<F>(self, task: F) -> bool
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            TaskHome::Tokio => tokio_rt::spawn(task),
+            TaskHome::Smol(present) => {
+                smol_rt::spawn(present, task);
+                true
+            }
+        }
     }
 }
 
