@@ -418,9 +418,17 @@ impl<M: Manager> Shared<M> {
         (idle_too_long && self.core.size() > self.config.min_idle).then_some(Reason::IdleTimeout)
     }
 
-    /// Counts and traces a resource leaving the pool. The caller drops it.
+    /// Counts and traces a resource leaving the pool, and asks the upkeep
+    /// for a `min_idle` refill. The caller drops it.
     #[cold]
     pub(crate) fn count_discard(&self, reason: Reason, info: &ResourceInfo) {
+        self.note_discard(reason, info);
+        self.want_refill();
+    }
+
+    /// Counts and traces a resource leaving the pool.
+    #[cold]
+    fn note_discard(&self, reason: Reason, info: &ResourceInfo) {
         self.stats.add(reason.counter(), 1);
         tracing::debug!(
             target: "quickslot",
@@ -431,6 +439,10 @@ impl<M: Manager> Shared<M> {
             uses = info.uses,
             "resource discarded",
         );
+    }
+
+    /// Wakes the upkeep task to refill `min_idle`, if it has one to fill.
+    fn want_refill(&self) {
         if self.config.min_idle > 0 {
             self.upkeep.wake();
         }
@@ -533,6 +545,14 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Slot<M, P> {
         self.shared.as_ref().expect("held until consumed")
     }
 
+    /// Frees the slot, then wakes the upkeep to refill `min_idle` (see
+    /// [`Held::discard`]).
+    fn free_for_refill(mut self) {
+        let shared = self.shared.take().expect("held until consumed");
+        shared.core.release(Grant::Slot);
+        shared.want_refill();
+    }
+
     /// The slot now holds `entry`.
     pub(crate) fn fill(mut self, entry: Entry<M::Resource>) -> Held<M, P> {
         let shared = self.shared.take().expect("held until consumed");
@@ -604,11 +624,14 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
         slot
     }
 
-    /// Counts and traces the resource leaving, drops it, frees its slot.
+    /// Counts and traces the resource leaving, drops it, frees its slot,
+    /// and only then asks the upkeep for a `min_idle` refill: woken before
+    /// the slot is free, an upkeep task on another thread could find the
+    /// pool full, refill nothing and sleep a whole round.
     pub(crate) fn discard(mut self, reason: Reason) {
         let (shared, entry) = self.inner.as_mut().expect("held until consumed");
-        shared.count_discard(reason, &entry.info);
-        drop(self.empty());
+        shared.note_discard(reason, &entry.info);
+        self.empty().free_for_refill();
     }
 
     /// Takes the resource out of the pool for good (after

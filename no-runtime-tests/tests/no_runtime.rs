@@ -6,6 +6,7 @@
 //! Run on its own (`cargo test -p quickslot-no-runtime-tests`): in a
 //! workspace-wide build other members turn a runtime feature on.
 
+use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};

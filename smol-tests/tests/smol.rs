@@ -43,9 +43,9 @@ fn waiters_are_served_in_arrival_order() {
         let served = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for i in 0..8 {
-            let (p, served) = (p.clone(), served.clone());
+            let (pool, served) = (p.clone(), served.clone());
             tasks.push(smol::spawn(async move {
-                let guard = p.acquire().await.unwrap();
+                let guard = pool.acquire().await.unwrap();
                 served.lock().unwrap().push((i, guard.id));
                 // Held across a yield: the next waiter must wait for it.
                 future::yield_now().await;
@@ -150,6 +150,7 @@ fn acquire_deadlines_fire_on_a_full_pool() {
             Err(Error::Timeout {
                 phase: TimeoutPhase::Wait,
                 last_error: None,
+                ..
             }) => {}
             other => panic!("expected a wait timeout, got {other:?}"),
         }
