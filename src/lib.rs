@@ -153,9 +153,11 @@ pub use crate::guard::Pooled;
 pub use crate::hooks::{Hook, HookFuture};
 pub use crate::idle::ReuseOrder;
 pub use crate::manager::{Manager, ResourceInfo};
+#[cfg(any(feature = "tokio", feature = "smol"))]
+pub use crate::pool::Drained;
+pub use crate::pool::Pool;
 #[cfg(not(loom))]
 pub use crate::pool::WeakPool;
-pub use crate::pool::{Drained, Pool};
 pub use crate::rt::Instant;
 pub use crate::status::{Discarded, Status};
 

@@ -23,6 +23,9 @@ use crate::status::Status;
 use crate::sync::Arc;
 
 /// What [`Pool::drain`] found.
+///
+/// Available with a runtime feature (`tokio` or `smol`), as `drain` is.
+#[cfg(any(feature = "tokio", feature = "smol"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Drained {
@@ -220,8 +223,7 @@ impl<M: Manager> Pool<M> {
         self.shared.core().close();
     }
 
-    /// Whether [`close`](Self::close) (or [`drain`](Self::drain)) was
-    /// called.
+    /// Whether [`close`](Self::close) (or `drain`) was called.
     pub fn is_closed(&self) -> bool {
         self.shared.core().is_closed()
     }

@@ -65,8 +65,8 @@ pub struct Pooled<T: Send + 'static>(crate::Pooled<Adopted<T>>);
 
 impl<T: Send + 'static> Pool<T> {
     /// An empty pool that holds at most `max_size` objects. Waiting acquires
-    /// have no deadline unless they ask for one
-    /// ([`acquire_timeout`](Self::acquire_timeout)).
+    /// have no deadline unless they ask for one (`acquire_timeout`, with a
+    /// runtime feature).
     ///
     /// # Errors
     ///
