@@ -24,6 +24,10 @@
 //! outside a Tokio runtime: a pool built before its runtime starts its
 //! upkeep at its first create or `warm_up`, on the runtime found there, as
 //! with `tokio` alone, instead of on smol behind a Tokio application's back.
+//! And a create abandoned by its acquire finishes on the runtime it started
+//! on ([`TaskHome`]): a future begun on Tokio may hold Tokio timers or
+//! sockets, which smol cannot drive (dropped after its Tokio runtime is
+//! gone, it is dropped, as with `tokio` alone).
 //!
 //! Each runtime is a submodule with the same items; a disabled one has the
 //! same signatures over an uninhabited type ([`Never`]), so the code here
@@ -259,8 +263,10 @@ impl TaskHome {
     /// Tokio runtime, else smol if it is in this build, else Tokio (whose
     /// spawn then finds a runtime or not when it is asked).
     pub(crate) fn here() -> Self {
-        match (tokio_rt::current(), smol_rt::PRESENT) {
-            (None, Some(present)) => TaskHome::Smol(present),
+        // smol first: with `tokio` alone this is a constant, and a create
+        // (which records its home) asks no runtime handle for it.
+        match smol_rt::PRESENT {
+            Some(present) if tokio_rt::current().is_none() => TaskHome::Smol(present),
             _ => TaskHome::Tokio,
         }
     }
