@@ -11,8 +11,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::capacity::PermitWait;
 use crate::create::{CreateFail, InFlight};
 use crate::error::{Error, TimeoutPhase, TryAcquireError};
@@ -21,6 +19,7 @@ use crate::handoff::{Grant, Outcome, Waiter};
 use crate::manager::Manager;
 use crate::raw::{Core, Sink, Unavailable};
 use crate::recycle::{recycle, Recycled};
+use crate::rt::Instant;
 use crate::shared::{Entry, Held, Reason, Shared, Slot};
 use crate::status::Counter;
 use crate::sync::Arc;
@@ -321,19 +320,23 @@ async fn permit_or_resource<M: Manager>(
             drop(slot);
             return Ok(Got::Resource(Held::new(shared.clone(), entry)));
         }
-        let mut retry = again.map(|at| Box::pin(tokio::time::sleep_until(at)));
-        let retry_due = std::future::poll_fn(|cx| {
+        let woken = std::future::poll_fn(|cx| {
             if Pin::new(&mut granted).poll(cx).is_ready()
                 || Pin::new(&mut parked).poll(cx).is_ready()
             {
-                return Poll::Ready(false);
+                return Poll::Ready(());
             }
-            match retry.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => Poll::Ready(true),
-                _ => Poll::Pending,
+            Poll::Pending
+        });
+        // Without a runtime feature there is no timer: a grace period is
+        // not waited out (see `Capacity::set_idle_grace`).
+        let retry_due = match again {
+            Some(at) if crate::rt::HAS_RUNTIME => crate::rt::timeout_at(at, woken).await.is_none(),
+            _ => {
+                woken.await;
+                false
             }
-        })
-        .await;
+        };
         if retry_due {
             again = budget.reclaim_for(shared.member_id());
         }

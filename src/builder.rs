@@ -9,6 +9,7 @@ use crate::error::{BuildError, HookError};
 use crate::hooks::{Hook, Hooks};
 use crate::idle::ReuseOrder;
 use crate::manager::{Manager, ResourceInfo};
+use crate::rt;
 
 /// The largest accepted `max_size` (and `max_size_limit`). The idle store is
 /// allocated up front.
@@ -24,12 +25,33 @@ pub const MAX_SIZE_LIMIT: usize = 1 << 20;
 ///
 /// `min_idle`, `idle_timeout`, `max_lifetime`, `keepalive_interval`,
 /// `leak_threshold` and the `metrics` feature are served by one background
-/// task per pool. It needs a Tokio runtime (with the time driver), so it is
-/// started lazily: by `build` when called inside a runtime, otherwise by
-/// [`Pool::warm_up`](crate::Pool::warm_up) or by the first create (a slow path; the acquire fast
-/// path never checks for it). It holds only a weak reference to the pool
-/// and ends when the last [`Pool`](crate::Pool) handle and [`Pooled`](crate::Pooled)
+/// task per pool. With the `tokio` feature it goes to the current Tokio
+/// runtime (with the time driver), so it is started lazily: by `build` when
+/// called inside a runtime, otherwise by
+/// [`Pool::warm_up`](crate::Pool::warm_up) or by the first create (a slow
+/// path; the acquire fast path never checks for it), on the Tokio runtime
+/// found there or, with `smol` on too and outside any Tokio runtime, on
+/// smol's global executor. With `smol` alone, `build` starts it on smol's
+/// global executor. It holds only a weak reference to the pool and ends
+/// when the last [`Pool`](crate::Pool) handle and [`Pooled`](crate::Pooled)
 /// guard are gone, or when the pool is closed.
+///
+/// # Without a runtime feature
+///
+/// Built with neither `tokio` nor `smol`, quickslot has no timer and starts
+/// no task, so [`build`](Self::build) fails with
+/// [`BuildError::NeedsRuntime`] naming the first setting that would need
+/// one: an `acquire_timeout`, `create_timeout` or `recycle_timeout`, an
+/// `idle_timeout`, `max_lifetime` or `keepalive_interval` (reaped or
+/// checked in the background), a `leak_threshold` (reported in the
+/// background), a `min_idle` above 0, an `upkeep_interval`, or
+/// `fail_fast_when_late` (it refuses only acquires with a deadline). The
+/// default `acquire_timeout` is then `None` instead of 30 s, and an
+/// adapter's [`default_idle_timeout`](Self::default_idle_timeout) and
+/// [`default_max_lifetime`](Self::default_max_lifetime) yield (are
+/// dropped) as they do to a conflicting explicit setting. With the
+/// `metrics` feature, gauges are then published only by
+/// `Pool::publish_metrics`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -81,7 +103,9 @@ impl<M: Manager> Builder<M> {
 
     /// One end-to-end deadline for [`Pool::acquire`](crate::Pool::acquire), covering the wait for a
     /// resource, its create and its recycle. `None` waits for ever.
-    /// Default: 30 seconds (as in bb8, sqlx and HikariCP).
+    /// Default: 30 seconds (as in bb8, sqlx and HikariCP) with a runtime
+    /// feature (`tokio` or `smol`); `None` without one, where a deadline
+    /// has no timer (see [Without a runtime feature](Self#without-a-runtime-feature)).
     pub fn acquire_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.acquire_timeout = timeout.into();
         self
@@ -122,7 +146,8 @@ impl<M: Manager> Builder<M> {
     /// replaces it, and where it would conflict with an explicit
     /// `max_lifetime` (be longer than it), it is dropped instead of failing
     /// `build` (as HikariCP does). Only settings made explicitly can
-    /// contradict each other.
+    /// contradict each other. In a build without a runtime feature it is
+    /// dropped too (see [Without a runtime feature](Self#without-a-runtime-feature)).
     pub fn default_idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = Some(timeout);
         self.config.defaulted.idle_timeout = true;
@@ -132,7 +157,8 @@ impl<M: Manager> Builder<M> {
     /// A `max_lifetime` as an adapter's default: like
     /// [`max_lifetime`](Self::max_lifetime), but an explicit `max_lifetime`
     /// replaces it, and where an explicit `idle_timeout` is longer than it,
-    /// it is dropped instead of failing `build`.
+    /// it is dropped instead of failing `build`. In a build without a
+    /// runtime feature it is dropped too.
     pub fn default_max_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.max_lifetime = Some(lifetime);
         self.config.defaulted.max_lifetime = true;
@@ -397,9 +423,18 @@ impl<M: Manager> Builder<M> {
     }
 }
 
-/// Drops an adapter's default that an explicit setting contradicts (see
+/// Drops an adapter's default that an explicit setting contradicts, or that
+/// a build without a runtime feature cannot serve (see
 /// [`Builder::default_idle_timeout`]).
 fn yield_defaults(c: &mut Config) {
+    if !rt::HAS_RUNTIME {
+        if c.defaulted.idle_timeout {
+            c.idle_timeout = None;
+        }
+        if c.defaulted.max_lifetime {
+            c.max_lifetime = None;
+        }
+    }
     if let (Some(idle), Some(life)) = (c.idle_timeout, c.max_lifetime) {
         if idle > life {
             if c.defaulted.idle_timeout {
@@ -505,7 +540,35 @@ fn validate(c: &Config) -> Result<(), BuildError> {
             }
         }
     }
+    if !rt::HAS_RUNTIME {
+        needs_no_runtime(c)?;
+    }
     Ok(())
+}
+
+/// In a build without a runtime feature: the first setting that needs a
+/// timer or a background task.
+fn needs_no_runtime(c: &Config) -> Result<(), BuildError> {
+    let needing = [
+        // A deadline's timer.
+        ("acquire_timeout", c.acquire_timeout.is_some()),
+        ("create_timeout", c.create_timeout.is_some()),
+        ("recycle_timeout", c.recycle_timeout.is_some()),
+        // Refuses only acquires with a deadline: a no-op without one.
+        ("fail_fast_when_late", c.fail_fast_when_late),
+        // The background task: reaping, keepalive checks, leak reports,
+        // refills, and its rounds.
+        ("idle_timeout", c.idle_timeout.is_some()),
+        ("max_lifetime", c.max_lifetime.is_some()),
+        ("keepalive_interval", c.keepalive_interval.is_some()),
+        ("leak_threshold", c.leak_threshold.is_some()),
+        ("min_idle", c.min_idle > 0),
+        ("upkeep_interval", c.upkeep_interval.is_some()),
+    ];
+    match needing.into_iter().find(|&(_, set)| set) {
+        Some((setting, _)) => Err(BuildError::NeedsRuntime { setting }),
+        None => Ok(()),
+    }
 }
 
 impl<M: Manager> fmt::Debug for Builder<M> {

@@ -48,7 +48,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::rt::Instant;
 
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::idle::ReuseOrder;
@@ -138,6 +138,11 @@ impl Capacity {
     /// the budget goes where the demand is, at the price of closing and
     /// reopening resources when tenants take turns. A grace period keeps
     /// the resources of a tenant between two bursts.
+    ///
+    /// A waiting acquire looks again when a resource's grace period ends,
+    /// on a timer: built without a runtime feature (`tokio` or `smol`), it
+    /// only takes resources already past their grace period when it starts
+    /// to wait (or when it is woken for another reason).
     pub fn set_idle_grace(&self, grace: Duration) {
         let nanos = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
         // Relaxed: a setting read by later waits; no other data hangs on it.

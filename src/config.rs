@@ -63,12 +63,15 @@ impl Config {
             || self.shared_capacity.is_some();
         self.metrics &= cfg!(feature = "metrics");
         self.stamp_checkout = self.leak_threshold.is_some() || self.metrics;
+        // Without a runtime feature, `build` refuses every setting here
+        // but `metrics`, whose gauges are then published only by
+        // `Pool::publish_metrics`: no task would ever start.
         self.needs_upkeep = self.min_idle > 0
             || self.idle_timeout.is_some()
             || self.max_lifetime.is_some()
             || self.keepalive_interval.is_some()
             || self.leak_threshold.is_some()
-            || self.metrics;
+            || (self.metrics && crate::rt::HAS_RUNTIME);
         self.release_extras = self.track_idle_time
             || self.max_lifetime.is_some()
             || self.stamp_checkout
@@ -114,7 +117,12 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_size: 10,
-            acquire_timeout: Some(Duration::from_secs(30)),
+            // Without a runtime feature there is no timer for a deadline.
+            acquire_timeout: if crate::rt::HAS_RUNTIME {
+                Some(Duration::from_secs(30))
+            } else {
+                None
+            },
             create_timeout: None,
             recycle_timeout: None,
             idle_timeout: None,

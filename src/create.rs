@@ -6,11 +6,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
-
 use crate::error::{HookError, HookKind};
 use crate::jitter::jittered;
 use crate::manager::{Manager, ResourceInfo};
+use crate::rt;
 use crate::shared::{Entry, Reason, Record, Shared, Slot};
 use crate::status::{Counter, Stats};
 use crate::sync::Arc;
@@ -43,7 +42,7 @@ pub(crate) async fn create<M: Manager>(
     stats.creating(1);
     let _creating = CreatingGauge(stats);
     #[cfg(feature = "metrics")]
-    let started = Instant::now();
+    let started = rt::now();
     let mut deadline = Deadline::new(config.create_timeout, shared.timers());
     let created = deadline
         .run(async {
@@ -53,7 +52,7 @@ pub(crate) async fn create<M: Manager>(
                 .await
                 .map_err(CreateFail::Manager)?;
             let lifetime = config.max_lifetime.map(jittered);
-            let info = ResourceInfo::new(shared.next_id(), Instant::now(), lifetime);
+            let info = ResourceInfo::new(shared.next_id(), rt::now(), lifetime);
             let mut entry = Record::new(resource, info);
             if let Some(hook) = &shared.hooks().post_create {
                 if let Err((kind, e)) = hook
@@ -129,11 +128,14 @@ pub(crate) type Created<M> = (
 /// `create_timeout` or else `acquire_timeout`, and its resource goes to the
 /// next waiter (or idle), or its slot is freed. So a stalled server sees at
 /// most `max_size` connection attempts at a time, not a new one for every
-/// acquire that times out. With neither timeout, outside a Tokio runtime, or
-/// when the create itself panicked, the create is dropped and its slot
-/// freed at once.
+/// acquire that times out. With neither timeout, where no runtime takes a
+/// task (see [`rt::spawn`]), or when the create itself panicked, the create
+/// is dropped and its slot freed at once.
 pub(crate) struct InFlight<M: Manager> {
     slot: Option<Slot<M, Arc<Shared<M>>>>,
+    /// Where the background finish goes: the runtime the create started
+    /// on (its future may hold that runtime's timers or sockets).
+    home: rt::TaskHome,
     /// `None` once finished, or once a poll of it panicked: a future that
     /// panicked is never polled again.
     fut: Option<CreateFuture<M>>,
@@ -144,6 +146,7 @@ impl<M: Manager> InFlight<M> {
         let owned = slot.handle().clone();
         Self {
             slot: Some(slot),
+            home: rt::TaskHome::here(),
             fut: Some(Box::pin(async move { create(&owned).await })),
         }
     }
@@ -178,23 +181,26 @@ impl<M: Manager> Drop for InFlight<M> {
         };
         let config = slot.shared().config();
         let bound = config.create_timeout.or(config.acquire_timeout);
-        let runtime = tokio::runtime::Handle::try_current();
-        let (Some(bound), Ok(runtime), false) = (bound, runtime, std::thread::panicking()) else {
+        let (Some(bound), false) = (bound, std::thread::panicking()) else {
             return;
         };
-        tracing::debug!(
-            target: "quickslot",
-            pool = %config.name,
-            "create abandoned by its acquire: finishing it in the background",
-        );
+        let pool = config.name.clone();
         // The task owns the slot: it is freed if the task is dropped
-        // unfinished (or never runs: a runtime shutting down drops it).
-        runtime.spawn(async move {
-            match tokio::time::timeout(bound, fut).await {
-                Ok(Ok(entry)) => slot.fill(entry).park(),
+        // unfinished, never runs (a runtime shutting down drops it) or is
+        // not spawned (no runtime here: dropped at once).
+        let spawned = self.home.spawn(async move {
+            match rt::timeout(bound, fut).await {
+                Some(Ok(entry)) => slot.fill(entry).park(),
                 // Counted and traced by `create` (a timeout here is not).
                 _ => drop(slot),
             }
         });
+        if spawned {
+            tracing::debug!(
+                target: "quickslot",
+                pool = %pool,
+                "create abandoned by its acquire: finishing it in the background",
+            );
+        }
     }
 }

@@ -351,6 +351,14 @@ pub enum BuildError {
         /// That setting's value.
         bound_value: usize,
     },
+    /// A setting needs a timer or a background task, and this build of
+    /// quickslot has neither: it was built without a runtime feature. Turn
+    /// on the `tokio` or `smol` feature, or leave the setting unset (see
+    /// the crate docs' feature table for what works without one).
+    NeedsRuntime {
+        /// The setting's name, as the builder method is called.
+        setting: &'static str,
+    },
     /// Two settings contradict each other.
     Conflict {
         /// The setting whose value is out of bounds.
@@ -373,6 +381,11 @@ impl fmt::Display for BuildError {
                 write!(f, "max_size {max_size} is above the limit of {limit}")
             }
             Self::ZeroDuration { setting } => write!(f, "{setting} must not be zero"),
+            Self::NeedsRuntime { setting } => write!(
+                f,
+                "{setting} needs a runtime feature (tokio or smol), and quickslot was built \
+                 without one"
+            ),
             Self::TooLarge {
                 setting,
                 value,

@@ -17,10 +17,12 @@
 //! handoff     waiter records (the only unsafe code)
 //! idle        the idle store (FIFO queue or LIFO stack)
 //! sync        the one facade over std/loom atomics, Arc, cells and queues
+//! rt          the one module naming a runtime: clock, timers, tasks, block_on
 //! ```
 //!
 //! Each module uses only the modules below it (leaf modules such as
-//! `error`, `status`, `timer`, `hooks` and `manager` sit under `shared`).
+//! `error`, `status`, `timer`, `hooks` and `manager` sit under `shared`;
+//! `rt`, under `timer`, is the only one that names Tokio or smol).
 //!
 //! # Capacity tokens
 //!

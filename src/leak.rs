@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::panic::Location;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use crate::rt::Instant;
 use crate::sync::Mutex;
 
 /// A stamped checkout, kept in the resource's slot.

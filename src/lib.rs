@@ -56,13 +56,16 @@
 //!
 //! # Cargo features
 //!
-//! None is on by default.
+//! `tokio` is on by default; the rest are off.
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `postgres` | the [`tokio-postgres`](https://docs.rs/tokio-postgres) adapter, module `postgres` (connection manager, statement cache, tracked transactions, `PG*` environment parsing) |
-//! | `sqlite` | the [`rusqlite`](https://docs.rs/rusqlite) adapter, module `sqlite`, with SQLite compiled in (checked settings such as WAL and the busy timeout, in-memory databases, `interact` on Tokio's blocking pool) |
-//! | `diesel` | the [Diesel](https://docs.rs/diesel) adapter, module `diesel` (a manager for any Diesel connection type, `interact` on Tokio's blocking pool, r2d2's defaults and a migration table); enables no Diesel backend |
+//! | `tokio` (default) | [Tokio](https://docs.rs/tokio) for every timer (deadlines, create and recycle timeouts, `drain`), the background upkeep task and the background finish of abandoned creates (on the current runtime), and blocking acquires (on the current runtime, or a small one of the crate's own); [`Instant`] is `tokio::time::Instant`, so a paused Tokio clock applies to the pool |
+//! | `smol` | the same on [smol](https://docs.rs/smol) / [async-io](https://docs.rs/async-io): `async_io::Timer`, tasks on smol's global executor, `async_io::block_on`; all work under any executor. Use it with `default-features = false` for a build without Tokio. With `tokio` on too, Tokio serves what happens inside a Tokio runtime and smol the rest (blocking acquires outside a runtime still use Tokio's, which runs managers of both kinds; a pool built outside a runtime starts its upkeep at its first create) |
+//! | neither | a pool for any executor without timers or tasks: `acquire` (no deadline), `try_acquire`, release, `close`, `resize`, `status`, `retain`, blocking acquires (on a thread-parking `block_on`). The default `acquire_timeout` is `None`, `build` refuses with [`BuildError::NeedsRuntime`] every setting that needs a timer or a task (see [Without a runtime feature](Builder#without-a-runtime-feature)), and the methods that take a deadline (`acquire_timeout`, `acquire_blocking_timeout`, `drain`) are not there |
+//! | `postgres` | (implies `tokio`) the [`tokio-postgres`](https://docs.rs/tokio-postgres) adapter, module `postgres` (connection manager, statement cache, tracked transactions, `PG*` environment parsing) |
+//! | `sqlite` | (implies `tokio`) the [`rusqlite`](https://docs.rs/rusqlite) adapter, module `sqlite`, with SQLite compiled in (checked settings such as WAL and the busy timeout, in-memory databases, `interact` on Tokio's blocking pool) |
+//! | `diesel` | (implies `tokio`) the [Diesel](https://docs.rs/diesel) adapter, module `diesel` (a manager for any Diesel connection type, `interact` on Tokio's blocking pool, r2d2's defaults and a migration table); enables no Diesel backend |
 //! | `metrics` | gauges and histograms through the [`metrics`](https://docs.rs/metrics) facade (see [Metrics](#metrics)) and `Pool::publish_metrics` |
 //!
 //! Items that need a feature say so in their documentation.
@@ -86,7 +89,8 @@
 //!
 //! Gauges are published by the pool's background upkeep task each round (at
 //! most every second while the feature is on) and whenever you call
-//! `Pool::publish_metrics`; histograms are recorded as things happen. The
+//! `Pool::publish_metrics` (only then in a build without a runtime feature,
+//! which has no background task); histograms are recorded as things happen. The
 //! metric handles are registered when the pool is built, so install the
 //! recorder before building the pool.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -121,6 +125,7 @@ mod leak;
 mod manager;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod rt;
 mod status;
 mod timer;
 
@@ -155,9 +160,12 @@ pub use crate::guard::Pooled;
 pub use crate::hooks::{Hook, HookFuture};
 pub use crate::idle::ReuseOrder;
 pub use crate::manager::{Manager, ResourceInfo};
+#[cfg(any(feature = "tokio", feature = "smol"))]
+pub use crate::pool::Drained;
+pub use crate::pool::Pool;
 #[cfg(not(loom))]
 pub use crate::pool::WeakPool;
-pub use crate::pool::{Drained, Pool};
+pub use crate::rt::Instant;
 pub use crate::status::{Discarded, Status};
 
 /// The seeded bug this loom build carries (`""` for the real code), set by

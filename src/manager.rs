@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::rt::Instant;
 
 /// Creates and checks the resources of a [`Pool`](crate::Pool).
 ///
@@ -150,12 +150,15 @@ impl ResourceInfo {
             .is_some_and(|life| now.saturating_duration_since(self.created_at) >= life)
     }
 
-    /// When the manager created the resource.
+    /// When the manager created the resource, on the pool's clock
+    /// ([`Instant`](crate::Instant): Tokio's with the `tokio` feature, so a
+    /// paused Tokio clock applies, std's otherwise).
     pub fn created_at(&self) -> Instant {
         self.created_at
     }
 
-    /// When the resource was last returned to the pool.
+    /// When the resource was last returned to the pool, on the pool's clock
+    /// (see [`created_at`](Self::created_at)).
     ///
     /// Recorded only when the pool tracks idle time
     /// ([`Builder::track_idle_time`](crate::Builder::track_idle_time), implied

@@ -6,9 +6,8 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
+#[cfg(any(feature = "tokio", feature = "smol"))]
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use crate::builder::Builder;
 use crate::config::Config;
@@ -17,11 +16,16 @@ use crate::error::{BuildError, Error, TimeoutPhase, TryAcquireError};
 use crate::guard::Pooled;
 use crate::hooks::Hooks;
 use crate::manager::{Manager, ResourceInfo};
+#[cfg(any(feature = "tokio", feature = "smol"))]
+use crate::rt;
 use crate::shared::Shared;
 use crate::status::Status;
 use crate::sync::Arc;
 
 /// What [`Pool::drain`] found.
+///
+/// Available with a runtime feature (`tokio` or `smol`), as `drain` is.
+#[cfg(any(feature = "tokio", feature = "smol"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Drained {
@@ -93,7 +97,7 @@ impl<M: Manager> Pool<M> {
         if let Some(budget) = pool.shared.budget() {
             budget.join(crate::capacity::registration(&pool.shared));
         }
-        crate::upkeep::start(&pool.shared);
+        crate::upkeep::start_at_build(&pool.shared);
         pool
     }
 
@@ -105,9 +109,10 @@ impl<M: Manager> Pool<M> {
     /// Checks out a resource: an idle one (recycled first), a new one if
     /// the pool has room, or the next one returned, in arrival order.
     ///
-    /// The builder's `acquire_timeout` (30 s by default) bounds the whole
-    /// call, waiting, create and recycle together. The clock starts when the
-    /// acquire first has to wait: an acquire served at once reads no clock.
+    /// The builder's `acquire_timeout` (30 s by default with a runtime
+    /// feature, none without) bounds the whole call, waiting, create and
+    /// recycle together. The clock starts when the acquire first has to
+    /// wait: an acquire served at once reads no clock.
     ///
     /// An acquire on a pool whose every resource is held by the calling task
     /// (a nested acquire on a pool of one, say) ends at its deadline.
@@ -121,8 +126,11 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Panics
     ///
-    /// When the acquire has to wait under a deadline outside a Tokio runtime
-    /// with the time driver enabled (Tokio's timer panics).
+    /// With the `tokio` feature alone, when the acquire has to wait under a
+    /// deadline outside a Tokio runtime with the time driver enabled
+    /// (Tokio's timer panics). With `smol` (alone or beside `tokio`) a
+    /// deadline outside a Tokio runtime uses an `async_io::Timer`, which
+    /// works under any executor.
     ///
     /// # Cancel safety
     ///
@@ -135,7 +143,8 @@ impl<M: Manager> Pool<M> {
     /// idle), or its slot is freed if it fails. The same happens to a create
     /// whose acquire's deadline passes. So a stalled server never sees more
     /// than `max_size` connection attempts at once. Without either timeout,
-    /// or outside a Tokio runtime, the create is dropped and its slot freed
+    /// or where no runtime takes the task (with the `tokio` feature alone,
+    /// outside a Tokio runtime), the create is dropped and its slot freed
     /// at once.
     #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
@@ -158,6 +167,9 @@ impl<M: Manager> Pool<M> {
     /// [`acquire`](Self::acquire) with this deadline instead of the
     /// builder's `acquire_timeout`.
     ///
+    /// Available with a runtime feature (`tokio` or `smol`), which the
+    /// deadline's timer needs.
+    ///
     /// # Errors
     ///
     /// As [`acquire`](Self::acquire).
@@ -169,6 +181,7 @@ impl<M: Manager> Pool<M> {
     /// # Cancel safety
     ///
     /// As [`acquire`](Self::acquire).
+    #[cfg(any(feature = "tokio", feature = "smol"))]
     #[track_caller]
     pub fn acquire_timeout(
         &self,
@@ -213,8 +226,7 @@ impl<M: Manager> Pool<M> {
         self.shared.close();
     }
 
-    /// Whether [`close`](Self::close) (or [`drain`](Self::drain)) was
-    /// called.
+    /// Whether [`close`](Self::close) (or `drain`) was called.
     pub fn is_closed(&self) -> bool {
         self.shared.core().is_closed()
     }
@@ -246,26 +258,31 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     ///
+    /// Available with a runtime feature (`tokio` or `smol`), which the
+    /// deadline's timer needs; without one, [`close`](Self::close) and
+    /// watch [`status`](Self::status).
+    ///
     /// # Panics
     ///
-    /// Outside a Tokio runtime with the time driver, if anything is still
-    /// checked out.
+    /// With the `tokio` feature alone, outside a Tokio runtime with the
+    /// time driver, if anything is still checked out.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future stops the waiting only; the pool stays closed.
+    #[cfg(any(feature = "tokio", feature = "smol"))]
     pub async fn drain(&self, timeout: Duration) -> Drained {
         let core = self.shared.core();
         self.shared.close();
         let checked_out = core.size();
-        let deadline = Instant::now() + timeout;
+        let deadline = rt::after(rt::now(), timeout);
         loop {
             let listener = core.listen_emptied();
             let outstanding = core.size();
             if outstanding == 0 {
                 break;
             }
-            if tokio::time::timeout_at(deadline, listener).await.is_err() {
+            if rt::timeout_at(deadline, listener).await.is_none() {
                 break;
             }
         }
@@ -449,8 +466,11 @@ impl<M: Manager> Builder<M> {
     /// [`BuildError`] naming the setting: `max_size` of 0 or above
     /// `max_size_limit` or [`MAX_SIZE_LIMIT`](crate::MAX_SIZE_LIMIT), a `min_idle` above `max_size`,
     /// a zero duration, a `create_timeout` or `recycle_timeout` longer than
-    /// the `acquire_timeout`, or an `idle_timeout` longer than the
-    /// `max_lifetime`.
+    /// the `acquire_timeout`, an `idle_timeout` longer than the
+    /// `max_lifetime`, or, in a build without a runtime feature, a setting
+    /// that needs a timer or a background task
+    /// ([`BuildError::NeedsRuntime`]; see
+    /// [Without a runtime feature](Builder#without-a-runtime-feature)).
     pub fn build(self) -> Result<Pool<M>, BuildError> {
         let (manager, config, hooks) = self.into_parts()?;
         Ok(Pool::from_parts(manager, config, hooks))

@@ -229,7 +229,9 @@ impl<T, S: Sink<T>> Core<T, S> {
     }
 
     /// Listens for a closed pool's size reaching zero. Listen, then check
-    /// [`size`](Self::size), then await.
+    /// [`size`](Self::size), then await. Only `Pool::drain` waits for it,
+    /// and it needs a runtime feature.
+    #[cfg_attr(not(any(feature = "tokio", feature = "smol")), allow(dead_code))]
     pub(crate) fn listen_emptied(&self) -> EventListener {
         self.emptied.listen()
     }

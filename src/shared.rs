@@ -34,9 +34,6 @@ use std::ops::Deref;
 use std::panic::Location;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::time::Instant;
-
 use crate::capacity::{Budget, Member, Reclaim};
 use crate::config::Config;
 use crate::error::HookKind;
@@ -45,6 +42,7 @@ use crate::hooks::Hooks;
 use crate::leak::{Leaks, Stamp};
 use crate::manager::{Manager, ResourceInfo};
 use crate::raw::{Core, Sink};
+use crate::rt::{self, Instant};
 use crate::status::{Counter, Stats, Status};
 use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicUsize, Event, Ordering};
 use crate::timer::Timers;
@@ -200,7 +198,11 @@ pub(crate) struct UpkeepHandle {
     started: AtomicBool,
     /// Wakes the task early (a discard under `min_idle`, a resize, the pool
     /// dropped). Shared with the task, which must not keep the pool alive.
-    wake: Arc<Notify>,
+    /// The task listens before each round's checks, so a wake during a
+    /// round is not lost: it asks for another round at once. Not built
+    /// under loom, which builds no task.
+    #[cfg(not(loom))]
+    wake: Arc<Event>,
 }
 
 #[cfg_attr(loom, allow(dead_code))] // the upkeep task is not built under loom
@@ -208,13 +210,16 @@ impl UpkeepHandle {
     fn new() -> Self {
         Self {
             started: AtomicBool::new(false),
-            wake: Arc::new(Notify::new()),
+            #[cfg(not(loom))]
+            wake: Arc::new(Event::new()),
         }
     }
 
     /// Asks for an upkeep round now. A no-op before the task starts.
     pub(crate) fn wake(&self) {
-        self.wake.notify_one();
+        // One listener at most: the task's.
+        #[cfg(not(loom))]
+        self.wake.notify(1);
     }
 
     /// Whether the task was started already.
@@ -230,7 +235,8 @@ impl UpkeepHandle {
     }
 
     /// The task's end of the wake-up signal.
-    pub(crate) fn signal(&self) -> Arc<Notify> {
+    #[cfg(not(loom))]
+    pub(crate) fn signal(&self) -> Arc<Event> {
         self.wake.clone()
     }
 }
@@ -318,7 +324,7 @@ impl<M: Manager> Shared<M> {
             upkeep: UpkeepHandle::new(),
             timers: Timers::new(),
             last_id: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch: rt::now(),
             rate: ServiceRate::new(),
             member_id,
             awaiting_permit: AtomicUsize::new(0),
@@ -508,7 +514,7 @@ impl<M: Manager> Shared<M> {
         if c.max_lifetime.is_none() && c.idle_timeout.is_none() {
             return None;
         }
-        self.expired_at(info, Instant::now())
+        self.expired_at(info, rt::now())
     }
 
     #[cold]
@@ -523,9 +529,17 @@ impl<M: Manager> Shared<M> {
         (idle_too_long && self.core.size() > self.config.min_idle).then_some(Reason::IdleTimeout)
     }
 
-    /// Counts and traces a resource leaving the pool. The caller drops it.
+    /// Counts and traces a resource leaving the pool, and asks the upkeep
+    /// for a `min_idle` refill. The caller drops it.
     #[cold]
     pub(crate) fn count_discard(&self, reason: Reason, info: &ResourceInfo) {
+        self.note_discard(reason, info);
+        self.want_refill();
+    }
+
+    /// Counts and traces a resource leaving the pool.
+    #[cold]
+    fn note_discard(&self, reason: Reason, info: &ResourceInfo) {
         self.stats.add(reason.counter(), 1);
         tracing::debug!(
             target: "quickslot",
@@ -536,6 +550,10 @@ impl<M: Manager> Shared<M> {
             uses = info.uses,
             "resource discarded",
         );
+    }
+
+    /// Wakes the upkeep task to refill `min_idle`, if it has one to fill.
+    fn want_refill(&self) {
         if self.config.min_idle > 0 {
             self.upkeep.wake();
         }
@@ -567,7 +585,7 @@ impl<M: Manager> Shared<M> {
     /// the checked-out registry.
     #[cold]
     fn stamp(&self, record: &mut Record<M::Resource>, caller: Option<&'static Location<'static>>) {
-        let at = Instant::now();
+        let at = rt::now();
         let id = record.info.id;
         let ticket = self
             .leaks
@@ -726,6 +744,14 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Slot<M, P> {
         self.shared.as_ref().expect("held until consumed")
     }
 
+    /// Frees the slot, then wakes the upkeep to refill `min_idle` (see
+    /// [`Held::discard`]).
+    fn free_for_refill(mut self) {
+        let shared = self.shared.take().expect("held until consumed");
+        free(&shared, self.permit);
+        shared.want_refill();
+    }
+
     /// The slot now holds `entry`.
     pub(crate) fn fill(mut self, entry: Entry<M::Resource>) -> Held<M, P> {
         debug_assert!(self.may_create(), "a resource holds a permit");
@@ -736,15 +762,21 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Slot<M, P> {
     }
 }
 
+/// Frees a slot, and its permit if it carries one (the permit first: the
+/// longest waiter across the pools gets it).
+fn free<M: Manager>(shared: &Shared<M>, permit: bool) {
+    if permit {
+        if let Some(budget) = shared.budget() {
+            budget.give_back();
+        }
+    }
+    shared.core.release(Grant::Slot);
+}
+
 impl<M: Manager, P: Deref<Target = Shared<M>>> Drop for Slot<M, P> {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            if self.permit {
-                if let Some(budget) = shared.budget() {
-                    budget.give_back();
-                }
-            }
-            shared.core.release(Grant::Slot);
+            free(&shared, self.permit);
         }
     }
 }
@@ -816,11 +848,14 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
         slot
     }
 
-    /// Counts and traces the resource leaving, drops it, frees its slot.
+    /// Counts and traces the resource leaving, drops it, frees its slot,
+    /// and only then asks the upkeep for a `min_idle` refill: woken before
+    /// the slot is free, an upkeep task on another thread could find the
+    /// pool full, refill nothing and sleep a whole round.
     pub(crate) fn discard(mut self, reason: Reason) {
         let (shared, entry) = self.inner.as_mut().expect("held until consumed");
-        shared.count_discard(reason, &entry.info);
-        drop(self.empty());
+        shared.note_discard(reason, &entry.info);
+        self.empty().free_for_refill();
     }
 
     /// Takes the resource out of the pool for good (after
@@ -881,7 +916,7 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
             }
         }
         if shared.config.track_idle_time || shared.config.max_lifetime.is_some() {
-            let now = Instant::now();
+            let now = rt::now();
             if entry.info.expired_at(now) {
                 return self.discard(Reason::Expired);
             }

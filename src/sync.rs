@@ -25,12 +25,14 @@ pub(crate) use loom::sync::{
     atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
     Arc, Mutex,
 };
+/// std's `Arc` under loom too: a `Waker` is made from one (`std::task::Wake`),
+/// for the thread-parking `block_on` of builds without a runtime feature,
+/// which loom models never run; and the few trait objects the crate keeps
+/// (loom's `Arc` cannot hold one).
+pub(crate) use std::sync::Arc as StdArc;
+
 // loom's `Arc` has no `Weak`: the background upkeep task, the only user of
 // `Weak`, is not built under loom (loom models drive the pool by hand).
-
-/// A std `Arc`, for the few trait objects the crate keeps: loom's `Arc`
-/// cannot hold one.
-pub(crate) use std::sync::Arc as StdArc;
 
 /// How a registry (a [`Capacity`](crate::Capacity)'s member list) refers to
 /// a member without keeping it alive: a `Weak`.

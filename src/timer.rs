@@ -15,8 +15,12 @@
 //! already fired, re-registers under the wheel's lock, as a fresh one would.
 //!
 //! A timer belongs to the runtime that made it: one is reused only on that
-//! runtime (compared by [`tokio::runtime::Id`]), so a pool shared by several
+//! runtime (compared by Tokio's runtime id), so a pool shared by several
 //! runtimes, or outliving one, never polls a timer of another or a dead one.
+//!
+//! All of that is Tokio's: the timers themselves come from [`rt`](crate::rt).
+//! Off Tokio (the `smol` feature, outside a Tokio runtime) each wait gets a
+//! fresh `async_io::Timer`, which the cache does not keep.
 //!
 //! A cached timer keeps the waker of the last task that polled it until it
 //! is reused, fires or is dropped with the pool: at most [`CACHED_TIMERS`]
@@ -29,28 +33,17 @@ use std::pin::{pin, Pin};
 use std::task::{ready, Poll};
 use std::time::Duration;
 
-use tokio::runtime::{Handle, Id};
-use tokio::time::{Instant, Sleep};
-
+use crate::rt::{self, Here, Instant, Sleep};
 use crate::sync::ArrayQueue;
 
 /// How many idle timers a pool keeps: enough for every waiter of a pool
 /// with a few hundred tasks queued, about 100 bytes each.
 pub(crate) const CACHED_TIMERS: usize = 512;
 
-pin_project_lite::pin_project! {
-    /// One armed or idle timer and the runtime it belongs to.
-    #[derive(Debug)]
-    struct TimerState {
-        runtime: Id,
-        #[pin]
-        sleep: Sleep,
-    }
-}
-
-/// A timer lives in one allocation, so `Option<Timer>` is a nullable
-/// pointer whose drop on the (common) unarmed path is one test.
-type Timer = Pin<Box<TimerState>>;
+/// A timer (with the runtime it belongs to) lives in one allocation, so
+/// `Option<Timer>` is a nullable pointer whose drop on the (common) unarmed
+/// path is one test.
+type Timer = Pin<Box<Sleep>>;
 
 /// A pool's idle timers.
 #[derive(Debug)]
@@ -67,32 +60,38 @@ impl Timers {
 
     /// A timer that fires at `at`: an idle one of this runtime, or a new one.
     ///
-    /// Panics outside a Tokio runtime, or on one without the time driver
-    /// (Tokio's timer panics there).
+    /// Panics where no timer can be made (see [`Here::current`]): with the
+    /// `tokio` feature alone outside a Tokio runtime, or on one without the
+    /// time driver (Tokio's timer panics there).
+    // Without a runtime feature, `Here` has no values: all after it is dead.
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "smol")),
+        allow(unreachable_code, unused_variables)
+    )]
     fn arm(&self, at: Instant) -> Timer {
-        let runtime = Handle::current().id();
+        let here = Here::current();
         if let Some(mut timer) = self.idle.pop() {
-            if timer.runtime == runtime {
+            if timer.belongs_to(here) {
                 // A timer still pending at or before `at` is used as it is:
                 // if it fires first, `Deadline::run` moves it on to `at`.
                 // That skips the reset in the common case, where the wait
                 // ends long before either.
-                if timer.sleep.is_elapsed() || timer.sleep.deadline() > at {
-                    timer.as_mut().project().sleep.reset(at);
+                if timer.is_elapsed() || timer.deadline() > at {
+                    timer.as_mut().reset(at);
                 }
                 return timer;
             }
             // Another runtime's: dropped here, deregistered from its wheel.
         }
-        Box::pin(TimerState {
-            runtime,
-            sleep: tokio::time::sleep_until(at),
-        })
+        Box::pin(Sleep::new(here, at))
     }
 
-    /// Keeps a timer for reuse; dropped when the cache is full.
+    /// Keeps a timer for reuse; dropped when the cache is full, or when it
+    /// is not worth keeping (see [`Sleep::reusable`]).
     fn put_back(&self, timer: Timer) {
-        let _ = self.idle.push(timer);
+        if timer.reusable() {
+            let _ = self.idle.push(timer);
+        }
     }
 }
 
@@ -122,7 +121,7 @@ impl<'a> Deadline<'a> {
     /// Starts the clock now, unless it already runs; returns when it
     /// started. The deadline is that instant plus the timeout.
     pub(crate) fn start(&mut self) -> Instant {
-        *self.started.get_or_insert_with(Instant::now)
+        *self.started.get_or_insert_with(rt::now)
     }
 
     /// Runs `fut` until it completes (`Some`) or the deadline passes
@@ -136,32 +135,23 @@ impl<'a> Deadline<'a> {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
             }
-            let at = after(*self.started.get_or_insert_with(Instant::now), timeout);
+            let at = rt::after(*self.started.get_or_insert_with(rt::now), timeout);
             let timer = match &mut *self.timer {
                 Some(timer) => timer,
                 None => self.timer.insert(self.timers.arm(at)),
             };
             loop {
-                let mut sleep = timer.as_mut().project().sleep;
-                ready!(sleep.as_mut().poll(cx));
-                if sleep.deadline() >= at {
+                ready!(timer.as_mut().poll(cx));
+                if timer.deadline() >= at {
                     return Poll::Ready(None);
                 }
                 // A reused timer set for an earlier instant fired: move it
                 // on to this deadline and wait again.
-                sleep.reset(at);
+                timer.as_mut().reset(at);
             }
         })
         .await
     }
-}
-
-/// `start + timeout`, or about 30 years on for a timeout too large to add
-/// (as `tokio::time::sleep` does).
-fn after(start: Instant, timeout: Duration) -> Instant {
-    start
-        .checked_add(timeout)
-        .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365 * 30))
 }
 
 impl Drop for Deadline<'_> {

@@ -21,13 +21,13 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+#[cfg(any(feature = "tokio", feature = "smol"))]
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use crate::error::{BuildError, Error, TryAcquireError};
 use crate::handoff::Grant;
 use crate::manager::{Manager, ResourceInfo};
+use crate::rt;
 use crate::shared::Record;
 use crate::status::Status;
 
@@ -65,8 +65,8 @@ pub struct Pooled<T: Send + 'static>(crate::Pooled<Adopted<T>>);
 
 impl<T: Send + 'static> Pool<T> {
     /// An empty pool that holds at most `max_size` objects. Waiting acquires
-    /// have no deadline unless they ask for one
-    /// ([`acquire_timeout`](Self::acquire_timeout)).
+    /// have no deadline unless they ask for one (`acquire_timeout`, with a
+    /// runtime feature).
     ///
     /// # Errors
     ///
@@ -92,7 +92,7 @@ impl<T: Send + 'static> Pool<T> {
         if core.try_grow().is_err() {
             return Err(object);
         }
-        let info = ResourceInfo::new(self.inner.shared.next_id(), Instant::now(), None);
+        let info = ResourceInfo::new(self.inner.shared.next_id(), rt::now(), None);
         let entry = Record::new(object, info);
         core.release(Grant::Item(entry));
         Ok(())
@@ -119,6 +119,8 @@ impl<T: Send + 'static> Pool<T> {
 
     /// [`acquire`](Self::acquire) that gives up after `timeout`.
     ///
+    /// Available with a runtime feature (`tokio` or `smol`).
+    ///
     /// # Errors
     ///
     /// [`Error::Timeout`] at the deadline, [`Error::Closed`] when closed.
@@ -126,6 +128,7 @@ impl<T: Send + 'static> Pool<T> {
     /// # Cancel safety
     ///
     /// As [`acquire`](Self::acquire).
+    #[cfg(any(feature = "tokio", feature = "smol"))]
     pub async fn acquire_timeout(
         &self,
         timeout: Duration,
@@ -162,6 +165,8 @@ impl<T: Send + 'static> Pool<T> {
     /// [`acquire_blocking`](Self::acquire_blocking) that gives up after
     /// `timeout`.
     ///
+    /// Available with a runtime feature (`tokio` or `smol`).
+    ///
     /// # Errors
     ///
     /// As [`acquire_timeout`](Self::acquire_timeout).
@@ -169,6 +174,7 @@ impl<T: Send + 'static> Pool<T> {
     /// # Panics
     ///
     /// As [`acquire_blocking`](Self::acquire_blocking).
+    #[cfg(any(feature = "tokio", feature = "smol"))]
     pub fn acquire_blocking_timeout(
         &self,
         timeout: Duration,

@@ -13,14 +13,11 @@
 use std::ops::Deref;
 use std::time::Duration;
 
-#[cfg(not(loom))]
-use tokio::sync::Notify;
-use tokio::time::Instant;
-
 use crate::create::{create, CreateFail};
 use crate::jitter::random_unit;
 use crate::manager::{Manager, ResourceInfo};
 use crate::recycle::{recycle_hooked, RecycleFail};
+use crate::rt::{self, Instant};
 use crate::shared::{Held, Reason, Shared, Slot};
 use crate::status::Counter;
 use crate::sync::Arc;
@@ -31,11 +28,20 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Starts the upkeep task if the pool needs one, it is not running yet, and
-/// this thread is inside a Tokio runtime. Called by `build`, `warm_up` and
+/// a runtime can take it here (see [`rt::spawn`]). Called by `warm_up` and
 /// each create: never on the acquire fast path.
 #[inline]
 pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
     if shared.config().needs_upkeep {
+        spawn(shared);
+    }
+}
+
+/// [`start`] as `build` calls it: with the `tokio` feature only inside a
+/// Tokio runtime, else it waits for the first create or `warm_up` (see
+/// [`rt::start_tasks_at_build`]).
+pub(crate) fn start_at_build<M: Manager>(shared: &Arc<Shared<M>>) {
+    if shared.config().needs_upkeep && rt::start_tasks_at_build() {
         spawn(shared);
     }
 }
@@ -50,25 +56,27 @@ fn spawn<M: Manager>(shared: &Arc<Shared<M>>) {
         if shared.upkeep().started() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if !shared.upkeep().claim_start() {
+        if !rt::can_spawn() || !shared.upkeep().claim_start() {
             return;
         }
         tracing::debug!(target: "quickslot", pool = %shared.config().name, "upkeep task started");
-        runtime.spawn(run(Arc::downgrade(shared), shared.upkeep().signal()));
+        let started = rt::spawn(run(Arc::downgrade(shared), shared.upkeep().signal()));
+        debug_assert!(started, "rt::can_spawn said a runtime was here");
     }
     #[cfg(loom)]
     let _ = shared;
 }
 
 #[cfg(not(loom))]
-async fn run<M: Manager>(pool: crate::sync::Weak<Shared<M>>, wake: Arc<Notify>) {
+async fn run<M: Manager>(pool: crate::sync::Weak<Shared<M>>, wake: Arc<crate::sync::Event>) {
     let mut backoff = Backoff::default();
-    let mut next_round = Instant::now();
-    let mut fill_after = Instant::now();
+    let mut next_round = rt::now();
+    let mut fill_after = rt::now();
     loop {
+        // Listening before the round's checks: a wake from here on (a
+        // discard during the round, the pool dropped) ends the sleep below
+        // at once.
+        let woken = wake.listen();
         let wake_at = {
             let Some(shared) = pool.upgrade() else {
                 return;
@@ -76,20 +84,20 @@ async fn run<M: Manager>(pool: crate::sync::Weak<Shared<M>>, wake: Arc<Notify>) 
             if shared.core().is_closed() {
                 return;
             }
-            let now = Instant::now();
+            let now = rt::now();
             if now >= next_round {
                 reap(&*shared, now).await;
-                report_leaks(&shared, Instant::now());
+                report_leaks(&shared, rt::now());
                 #[cfg(feature = "metrics")]
                 shared.publish_gauges();
                 next_round = now + shared.config().upkeep_period();
             }
-            if shared.config().min_idle > 0 && Instant::now() >= fill_after {
+            if shared.config().min_idle > 0 && rt::now() >= fill_after {
                 match fill_min_idle(&*shared).await {
                     Ok(()) => backoff.reset(),
                     Err(None) => return,
                     // Traced by `create`.
-                    Err(Some(_)) => fill_after = Instant::now() + backoff.next_delay(),
+                    Err(Some(_)) => fill_after = rt::now() + backoff.next_delay(),
                 }
             }
             if backoff.failing() {
@@ -100,7 +108,7 @@ async fn run<M: Manager>(pool: crate::sync::Weak<Shared<M>>, wake: Arc<Notify>) 
         };
         // Sleeping without a strong reference: dropping the last handle
         // ends the task (through `wake`) rather than waiting for it.
-        let _ = tokio::time::timeout_at(wake_at, wake.notified()).await;
+        let _ = rt::timeout_at(wake_at, woken).await;
     }
 }
 
@@ -238,7 +246,7 @@ async fn reap<M: Manager>(shared: &Shared<M>, now: Instant) {
     while let Some(mut held) = due.pop() {
         match recycle_hooked(shared, held.record_mut()).await {
             Ok(()) => {
-                held.record_mut().checked_at = Some(Instant::now());
+                held.record_mut().checked_at = Some(rt::now());
                 held.park();
             }
             Err(fail) => {
