@@ -460,3 +460,32 @@ fn a_failed_create_is_returned_at_once() {
         assert_eq!(p.acquire().await.unwrap().id, 0);
     });
 }
+
+/// A shared capacity on smol: a waiting pool takes an idle resource of
+/// another at once (grace zero) and, with a grace period, when it ends (on
+/// async-io's timer).
+#[test]
+fn a_shared_capacity_moves_idle_units_to_a_waiting_pool() {
+    smol::block_on(async {
+        let cap = quickslot::Capacity::new(1);
+        let build = || {
+            Pool::builder(TestManager::new())
+                .max_size(1)
+                .capacity(&cap)
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (build(), build());
+        drop(a.acquire().await.unwrap());
+        drop(b.acquire().await.unwrap());
+        assert_eq!((a.status().size, b.status().size), (0, 1));
+        assert_eq!(a.status().discarded.reclaimed, 1);
+
+        cap.set_idle_grace(SHORT);
+        let started = Instant::now();
+        let got = a.acquire().await.unwrap();
+        assert!(started.elapsed() >= SHORT / 2, "waited out the grace");
+        assert_eq!((a.status().size, b.status().size, cap.in_use()), (1, 0, 1));
+        drop(got);
+    });
+}
