@@ -674,26 +674,38 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
 }
 
 impl<M: Manager, P: Deref<Target = Shared<M>>> Drop for Held<M, P> {
+    // Inline and branch-only when consumed: every checkout consumes a `Held`
+    // (`into_parts`), and out of line this drop of an empty token cost about
+    // 26 instructions per acquire (see `implementation`).
+    #[inline]
     fn drop(&mut self) {
-        let Some((shared, mut entry)) = self.inner.take() else {
-            return;
-        };
-        // Not consumed: an acquire cancelled mid-recycle, a task dropped
-        // mid-round, or user code that panicked while the pool held it. The
-        // resource's state is unknown.
-        let counter = if std::thread::panicking() {
-            Counter::Panicked
-        } else {
-            Counter::Cancelled
-        };
-        shared.stats.add(counter, 1);
-        if entry.stamp.is_some() {
-            shared.unstamp(&mut entry);
+        if let Some((shared, entry)) = self.inner.take() {
+            drop_unconsumed::<M, P>(shared, entry);
         }
-        // The slot is freed even if `detach` or the resource's own `Drop`
-        // panics.
-        let slot = Slot::<M, P>::new(shared);
-        slot.shared().core.sink().drop_item(entry);
-        drop(slot);
     }
+}
+
+/// The drop of a [`Held`] that was not consumed: an acquire cancelled
+/// mid-recycle, a task dropped mid-round, or user code that panicked while
+/// the pool held it. The resource's state is unknown.
+#[cold]
+#[inline(never)]
+fn drop_unconsumed<M: Manager, P: Deref<Target = Shared<M>>>(
+    shared: P,
+    mut entry: Entry<M::Resource>,
+) {
+    let counter = if std::thread::panicking() {
+        Counter::Panicked
+    } else {
+        Counter::Cancelled
+    };
+    shared.stats.add(counter, 1);
+    if entry.stamp.is_some() {
+        shared.unstamp(&mut entry);
+    }
+    // The slot is freed even if `detach` or the resource's own `Drop`
+    // panics.
+    let slot = Slot::<M, P>::new(shared);
+    slot.shared().core.sink().drop_item(entry);
+    drop(slot);
 }
