@@ -5,9 +5,9 @@
 //! an [`InFlight`] create, so a dropped acquire future, a failure or a
 //! panic in user code frees it on the way out.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::panic::Location;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use crate::guard::Pooled;
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::manager::Manager;
 use crate::raw::{Core, Sink, Unavailable};
-use crate::recycle::{recycle, Recycled};
+use crate::recycle::{recycle, recycle_pending, Recycled};
 use crate::shared::{Entry, Held, Reason, Shared, Slot};
 use crate::status::Counter;
 use crate::sync::Arc;
@@ -84,7 +84,10 @@ pub(crate) fn acquire<'a, M: Manager>(
 
 /// What an acquire holds once it has a grant.
 enum Got<M: Manager> {
+    /// A resource to check for expiry, then recycle.
     Resource(Held<M, Arc<Shared<M>>>),
+    /// A resource whose expiry was checked: recycle it.
+    Checked(Held<M, Arc<Shared<M>>>),
     Room(Slot<M, Arc<Shared<M>>>),
 }
 
@@ -97,46 +100,152 @@ impl<M: Manager> Got<M> {
     }
 }
 
+/// Where the fast path leaves an acquire it cannot finish.
+enum Start<M: Manager> {
+    /// Nothing was idle (or the pool is closed).
+    Fresh,
+    /// An idle resource, not expired, for the recycle hooks.
+    Checked(Held<M, Arc<Shared<M>>>),
+    /// The idle resource was dropped (expired, or its recycle failed): its
+    /// slot, to create a replacement with.
+    Room {
+        slot: Slot<M, Arc<Shared<M>>>,
+        last_error: Option<M::Error>,
+        /// When the deadline started (a recycle that did not finish at
+        /// once).
+        started: Option<Instant>,
+    },
+}
+
 async fn acquire_within<M: Manager>(
     shared: &Arc<Shared<M>>,
     timeout: Option<Duration>,
 ) -> Result<Pooled<M>, Error<M::Error>> {
-    // The slow parts (waiting, creating) are boxed, so the future stays
-    // small and the fast path moves few bytes; they allocate only when they
-    // run. The deadline arms a timer only when something waits.
-    let mut deadline = Deadline::new(timeout, shared.timers());
-    let mut last_error = None;
-    let mut waited = false;
-    let grant = match shared.core().try_acquire() {
-        Ok(grant) => grant,
-        Err(Unavailable::Closed) => return Err(Error::Closed),
-        Err(Unavailable::Full) => {
-            waited = true;
-            // One clock read serves the wait statistics and the deadline.
-            let started = deadline.start();
-            if shared.config().fail_fast_when_late {
-                if let Some(refused) = refuse_if_late(shared, timeout, started) {
-                    return Err(refused);
+    // The fast path, inline and first: an idle resource that recycles at
+    // once. It keeps little across its one await (the first poll of the
+    // recycle, which needs the task's context) and builds no deadline; the
+    // rest of the state machine is reached only through `acquire_slow`.
+    let start = 'fast: {
+        let Some(entry) = shared.core().pop_idle() else {
+            break 'fast Start::Fresh;
+        };
+        let mut held = Held::new(shared.clone(), entry);
+        if let Some(reason) = shared.expired(&held.record().info) {
+            shared.count_discard(reason, &held.record().info);
+            break 'fast Start::Room {
+                slot: held.empty(),
+                last_error: None,
+                started: None,
+            };
+        }
+        if shared.hooks().around_recycle {
+            break 'fast Start::Checked(held);
+        }
+        // Dropped while recycling (cancelled, or the deadline passed),
+        // `held` drops the resource, whose state is unknown, and frees its
+        // slot.
+        // The deadline lives in the pending branch only (the fast path
+        // keeps no drop flag for it); a failure hands on its start.
+        let (recycled, started) = {
+            let record = held.record_mut();
+            let fut = shared.manager().recycle(&mut record.resource, &record.info);
+            let mut fut = pin!(fut);
+            match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+                Poll::Ready(Ok(())) => (Recycled::Ok, None),
+                Poll::Ready(Err(e)) => (Recycled::Failed(Some(e)), None),
+                Poll::Pending => {
+                    let mut deadline = Deadline::new(timeout, shared.timers());
+                    let recycled = recycle_pending(shared, fut, &mut deadline).await;
+                    (recycled, deadline.started())
                 }
             }
-            match deadline.run(wait(shared)).await {
-                Some(grant) => {
-                    count_wait(shared, started, grant.is_ok());
-                    grant?
-                }
-                None => return Err(timed_out(shared, TimeoutPhase::Wait, None)),
+        };
+        match recycled {
+            Recycled::Ok => return Ok(checked_out(held, false, None)),
+            Recycled::Failed(e) => {
+                let info = &held.record().info;
+                shared.count_recycle_failure(Reason::RecycleFailed, e.as_ref(), info);
+                break 'fast Start::Room {
+                    slot: held.empty(),
+                    last_error: e,
+                    started,
+                };
+            }
+            Recycled::DeadlinePassed => {
+                drop(held);
+                return Err(timed_out(shared, TimeoutPhase::Recycle, None));
+            }
+            // No hooks on this path.
+            Recycled::Hook(hook, error) => {
+                held.discard(Reason::Hook(hook));
+                return Err(Error::Hook { hook, error });
             }
         }
     };
-    let mut got = Got::new(shared, grant);
+    acquire_slow(shared, timeout, start).await
+}
+
+/// Everything but the fast path: waiting in line, creating, the recycle
+/// hooks, replacing a resource that expired or failed its recycle, all
+/// under the acquire's one deadline.
+async fn acquire_slow<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    timeout: Option<Duration>,
+    start: Start<M>,
+) -> Result<Pooled<M>, Error<M::Error>> {
+    // A create is boxed (see `InFlight`); the deadline arms a timer only
+    // when something waits.
+    let mut last_error = None;
+    let mut waited = false;
+    let (mut deadline, mut got) = match start {
+        Start::Fresh => {
+            let mut deadline = Deadline::new(timeout, shared.timers());
+            let grant = match shared.core().try_acquire() {
+                Ok(grant) => grant,
+                Err(Unavailable::Closed) => return Err(Error::Closed),
+                Err(Unavailable::Full) => {
+                    waited = true;
+                    // One clock read serves the wait statistics and the
+                    // deadline.
+                    let started = deadline.start();
+                    if shared.config().fail_fast_when_late {
+                        if let Some(refused) = refuse_if_late(shared, timeout, started) {
+                            return Err(refused);
+                        }
+                    }
+                    match deadline.run(wait(shared)).await {
+                        Some(grant) => {
+                            count_wait(shared, started, grant.is_ok());
+                            grant?
+                        }
+                        None => return Err(timed_out(shared, TimeoutPhase::Wait, None)),
+                    }
+                }
+            };
+            (deadline, Got::new(shared, grant))
+        }
+        Start::Checked(held) => (Deadline::new(timeout, shared.timers()), Got::Checked(held)),
+        Start::Room {
+            slot,
+            last_error: error,
+            started,
+        } => {
+            last_error = error;
+            let deadline = Deadline::resume(timeout, shared.timers(), started);
+            (deadline, Got::Room(slot))
+        }
+    };
     loop {
         match got {
-            Got::Resource(mut held) => {
+            Got::Resource(held) => {
                 if let Some(reason) = shared.expired(&held.record().info) {
                     shared.count_discard(reason, &held.record().info);
                     got = Got::Room(held.empty());
-                    continue;
+                } else {
+                    got = Got::Checked(held);
                 }
+            }
+            Got::Checked(mut held) => {
                 // Dropped while recycling (cancelled, or the deadline
                 // passed), `held` drops the resource, whose state is
                 // unknown, and frees its slot.
@@ -202,6 +311,7 @@ fn timed_out<M: Manager>(
 }
 
 /// Turns a held resource into the user's guard.
+#[inline]
 fn checked_out<M: Manager>(
     mut held: Held<M, Arc<Shared<M>>>,
     waited: bool,

@@ -75,6 +75,15 @@
 //!   the unknown-state drop is a cold function. Every checkout consumes one
 //!   (`into_parts`), and the out-of-line drop glue of the empty token cost
 //!   26 instructions per cycle (399 -> 373).
+//! * The fast path comes first in the acquire future and holds little
+//!   across its one await (the first poll of `Manager::recycle`, which needs
+//!   the task's context): the resource's token, the recycle future and the
+//!   pool handle. No `Deadline` is built unless the recycle pends (and then
+//!   only its start goes on), and everything else (waiting, creating,
+//!   hooks, replacing a resource) lives in `acquire_slow`, reached only from
+//!   there. The nested `recycle` future's drop glue, the deadline's drop
+//!   flag and the moves of the `Got` loop state cost 57 instructions per
+//!   cycle (356 -> 299); `checked_out` inline, 17 more (373 -> 356).
 //!
 //! # What loom found
 //!
