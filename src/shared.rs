@@ -581,6 +581,7 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
     }
 
     /// Gives the resource back to the pool: to the oldest waiter, or idle.
+    #[inline]
     pub(crate) fn park(self) {
         let (shared, entry) = self.into_parts();
         shared.core.release(Grant::Item(entry));
@@ -631,6 +632,7 @@ impl<M: Manager, P: Deref<Target = Shared<M>>> Held<M, P> {
     /// unless it is broken, refused by `on_release`, or past its lifetime.
     /// A panic in `is_broken` or `on_release` drops the resource (in an
     /// unknown state) and frees its slot as it unwinds.
+    #[inline]
     pub(crate) fn give_back(mut self) {
         let (shared, entry) = self.inner.as_mut().expect("held until consumed");
         if shared.manager().is_broken(&mut entry.resource) {
