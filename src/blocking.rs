@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
+use crate::acquire::Timeout;
 use crate::error::Error;
 use crate::guard::Pooled;
 use crate::manager::Manager;
@@ -79,7 +80,7 @@ fn check_not_async(handle: &Handle) {
 /// A blocking acquire: see [`Pool::acquire_blocking`](crate::Pool::acquire_blocking).
 pub(crate) fn acquire<M: Manager>(
     shared: &Arc<Shared<M>>,
-    timeout: Option<Duration>,
+    timeout: Timeout,
     caller: Option<&'static Location<'static>>,
 ) -> Result<Pooled<M>, Error<M::Error>> {
     let handle = handle();
@@ -162,7 +163,7 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn acquire_blocking(&self) -> Result<Pooled<M>, Error<M::Error>> {
         let caller = self.caller();
-        acquire(&self.shared, self.shared.config().acquire_timeout, caller)
+        acquire(&self.shared, Timeout::Pool, caller)
     }
 
     /// [`acquire_blocking`](Self::acquire_blocking) with this deadline
@@ -181,6 +182,6 @@ impl<M: Manager> Pool<M> {
         timeout: Duration,
     ) -> Result<Pooled<M>, Error<M::Error>> {
         let caller = self.caller();
-        acquire(&self.shared, Some(timeout), caller)
+        acquire(&self.shared, Timeout::Given(timeout), caller)
     }
 }

@@ -97,11 +97,6 @@ impl<M: Manager> Pooled<M> {
         drop(held);
     }
 
-    /// Records where the checkout happened, for leak reports.
-    pub(crate) fn set_caller(this: &mut Self, caller: &'static std::panic::Location<'static>) {
-        this.shared.set_caller(this.record(), caller);
-    }
-
     /// The handle of the pool this guard returns to.
     pub(crate) fn shared(this: &Self) -> &Arc<Shared<M>> {
         &this.shared

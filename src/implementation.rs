@@ -45,9 +45,16 @@
 //! * `Error` has a `u64` tag: with the default layout the caller's copy of
 //!   `Poll<Result<Pooled, Error>>` read bytes 1-7 across narrower stores, a
 //!   store-forwarding stall of about 4 ns per acquire (28 -> 24 ns).
-//! * The caller's location is not an argument of the acquire `async fn`:
-//!   two adjacent pointer-sized arguments were moved with one 16-byte load
-//!   over two 8-byte stores (+5 ns per acquire).
+//! * The caller's location was once kept out of the acquire `async fn`'s
+//!   arguments: two adjacent pointer-sized arguments were moved with one
+//!   16-byte load over two 8-byte stores (+5 ns per acquire). It is an
+//!   argument again (see below): with the arguments as they are now (the
+//!   handle, a `Timeout` whose common value is a 4-byte niche, the
+//!   location), the first poll loads each with the width it was stored
+//!   with (rustc 1.95; checked in the annotated assembly of `uncontended
+//!   quickslot-outline`, where that poll is out of line). Re-check it when
+//!   the arguments change: a `repr(u64)` `Timeout` in an options struct was
+//!   copied with two 16-byte loads over 8-byte stores.
 //! * The unarmed `Deadline` drop is inline and branch-only: out of line it
 //!   cost about 20 instructions per acquire.
 //! * Deadline timers are reused per pool (up to 512): a fresh
@@ -90,6 +97,16 @@
 //!   and the guard's `Option<Entry>` is `ManuallyDrop` (its `Drop` always
 //!   takes it), so the return is one call and no second test of the entry:
 //!   299 -> 283.
+//! * The acquire future is `acquire_within` itself. It was an enum of it
+//!   and a boxed wrapper that recorded the caller's location for leak
+//!   reports; now the location is an argument, stamped at checkout. The
+//!   enum's drop glue and poll kept the first poll out of the caller's
+//!   code: 272 -> 247 (and one allocation less per acquire with leak
+//!   detection). The timeout argument is `Timeout::Pool` unless the caller
+//!   gave one, so `acquire()` reads no setting (273 -> 272); one flag,
+//!   `checkout_extras`, gates the lifetime, idle-time and hook tests of the
+//!   fast path (281 -> 273); a recycle that went well is one test of an
+//!   `Option` rather than a jump table over `Recycled` (283 -> 281).
 //!
 //! # What loom found
 //!

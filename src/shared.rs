@@ -463,19 +463,6 @@ impl<M: Manager> Shared<M> {
         record.stamp = Some(Stamp { at, ticket });
     }
 
-    /// Records where a stamped checkout happened, for leak reports.
-    pub(crate) fn set_caller(
-        &self,
-        record: &Record<M::Resource>,
-        caller: &'static Location<'static>,
-    ) {
-        if let (Some(leaks), Some(ticket)) =
-            (&self.leaks, record.stamp.as_ref().and_then(|s| s.ticket))
-        {
-            leaks.set_caller(ticket, caller);
-        }
-    }
-
     /// Ends a stamped checkout, if it is one.
     #[cold]
     fn unstamp(&self, record: &mut Record<M::Resource>) {

@@ -3,7 +3,7 @@
 //! (the fast path), default settings (30 s `acquire_timeout`).
 //!
 //! ```text
-//! uncontended <quickslot|floor|deadpool> <cycles>
+//! uncontended <quickslot|quickslot-outline|floor|deadpool> <cycles>
 //! ```
 //!
 //! Run it under callgrind with two cycle counts and take the difference:
@@ -19,10 +19,14 @@
 //! `floor` is a bare `crossbeam_queue::ArrayQueue` pop + push of a
 //! pointer-sized item (quickslot's idle store holds boxed entries), in the
 //! same async loop; `deadpool` is deadpool 0.13 `managed::Pool` with its
-//! defaults.
+//! defaults. `quickslot-outline` polls each acquire in a function of its
+//! own (never inlined), as code whose poll is not inlined would.
 
 use std::convert::Infallible;
+use std::future::{poll_fn, Future};
 use std::hint::black_box;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -91,6 +95,38 @@ async fn quickslot_cycles(pool: &quickslot::Pool<Noop>, n: u64) {
     }
 }
 
+/// Polls out of line: the acquire future's state is written here and read
+/// by its first poll in another function, as in code where the poll is not
+/// inlined into the caller (to check the argument copy for loads over
+/// narrower stores in the annotated assembly).
+#[inline(never)]
+fn poll_outline<F: Future>(fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fut.poll(cx)
+}
+
+#[inline(never)]
+async fn quickslot_outline_cycles(pool: &quickslot::Pool<Noop>, n: u64) {
+    for _ in 0..n {
+        let mut fut = pin!(pool.acquire());
+        let g = match poll_fn(|cx| poll_outline(fut.as_mut(), cx)).await {
+            Ok(g) => g,
+            Err(_) => panic!("quickslot acquire failed"),
+        };
+        black_box(&*g);
+    }
+}
+
+fn quickslot_outline(rt: &tokio::runtime::Runtime, n: u64) {
+    let pool = quickslot::Pool::builder(Noop)
+        .max_size(1)
+        .build()
+        .expect("quickslot build");
+    rt.block_on(async {
+        quickslot_outline_cycles(&pool, WARM).await;
+        quickslot_outline_cycles(&pool, n).await;
+    });
+}
+
 fn quickslot(rt: &tokio::runtime::Runtime, n: u64) {
     let pool = quickslot::Pool::builder(Noop)
         .max_size(1)
@@ -133,6 +169,7 @@ fn main() {
         .expect("runtime");
     match kind.as_str() {
         "quickslot" => quickslot(&rt, n),
+        "quickslot-outline" => quickslot_outline(&rt, n),
         "floor" => floor(&rt, n),
         // deadpool-begin
         "deadpool" => deadpool(&rt, n),
