@@ -141,24 +141,24 @@ async fn acquire_within<M: Manager>(
         // slot. The deadline lives in the pending branch only (the fast
         // path keeps no drop flag for it); a failure hands on its start.
         // `None` is a recycle that went well: one test, not a match.
-        let (failed, started) = {
+        let failed = {
             let record = held.record_mut();
             let fut = shared.manager().recycle(&mut record.resource, &record.info);
             let mut fut = pin!(fut);
             match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
-                Poll::Ready(Ok(())) => (None, None),
-                Poll::Ready(Err(e)) => (Some(Recycled::Failed(Some(e))), None),
+                Poll::Ready(Ok(())) => None,
+                Poll::Ready(Err(e)) => Some((Recycled::Failed(Some(e)), None)),
                 Poll::Pending => {
                     let timeout = timeout.get(shared);
                     let mut deadline = Deadline::new(timeout, shared.timers());
                     match recycle_pending(shared, fut.as_mut(), &mut deadline).await {
-                        Recycled::Ok => (None, None),
-                        failed => (Some(failed), deadline.started()),
+                        Recycled::Ok => None,
+                        failed => Some((failed, deadline.started())),
                     }
                 }
             }
         };
-        let Some(failed) = failed else {
+        let Some((failed, started)) = failed else {
             return Ok(checked_out(held, false, caller));
         };
         match after_failed_recycle(shared, held, failed, started) {
