@@ -3,7 +3,7 @@
 //! (the fast path), default settings (30 s `acquire_timeout`).
 //!
 //! ```text
-//! uncontended <quickslot|quickslot-outline|floor|deadpool> <cycles>
+//! uncontended <quickslot|quickslot-outline|quickslot-wait|floor|deadpool> <cycles>
 //! ```
 //!
 //! Run it under callgrind with two cycle counts and take the difference:
@@ -21,6 +21,8 @@
 //! same async loop; `deadpool` is deadpool 0.13 `managed::Pool` with its
 //! defaults. `quickslot-outline` polls each acquire in a function of its
 //! own (never inlined), as code whose poll is not inlined would.
+//! `quickslot-wait` is not uncontended: two tasks share a pool of one and
+//! each acquire waits in line (a check on the slow path).
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -127,6 +129,40 @@ fn quickslot_outline(rt: &tokio::runtime::Runtime, n: u64) {
     });
 }
 
+/// Two tasks on a pool of one, each holding across a yield: every acquire
+/// waits in line and is handed the resource (the slow path), for a check
+/// that the fast path's gains cost the wait nothing. `n` acquires in all.
+fn quickslot_wait(rt: &tokio::runtime::Runtime, n: u64) {
+    let pool = quickslot::Pool::builder(Noop)
+        .max_size(1)
+        .build()
+        .expect("quickslot build");
+    let run = |n: u64| {
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = pool.clone();
+                rt.spawn(async move {
+                    for _ in 0..n / 2 {
+                        let g = match pool.acquire().await {
+                            Ok(g) => g,
+                            Err(_) => panic!("quickslot acquire failed"),
+                        };
+                        tokio::task::yield_now().await;
+                        black_box(&*g);
+                    }
+                })
+            })
+            .collect();
+        rt.block_on(async {
+            for t in tasks {
+                t.await.expect("task");
+            }
+        });
+    };
+    run(WARM);
+    run(n);
+}
+
 fn quickslot(rt: &tokio::runtime::Runtime, n: u64) {
     let pool = quickslot::Pool::builder(Noop)
         .max_size(1)
@@ -170,6 +206,7 @@ fn main() {
     match kind.as_str() {
         "quickslot" => quickslot(&rt, n),
         "quickslot-outline" => quickslot_outline(&rt, n),
+        "quickslot-wait" => quickslot_wait(&rt, n),
         "floor" => floor(&rt, n),
         // deadpool-begin
         "deadpool" => deadpool(&rt, n),
