@@ -44,14 +44,6 @@ pub(crate) fn acquire<'a, M: Manager>(
     acquire_within(shared, timeout, caller)
 }
 
-/// An acquire's options.
-#[derive(Debug, Clone, Copy)]
-struct Options {
-    timeout: Timeout,
-    /// Where the acquire was called, with leak detection.
-    caller: Option<&'static Location<'static>>,
-}
-
 /// An acquire's timeout: the pool's `acquire_timeout`, read from the
 /// configuration only where a deadline is built (the future then carries
 /// no copy of it, and the fast path never reads it), or the caller's.
@@ -90,9 +82,11 @@ impl<M: Manager> Got<M> {
     }
 }
 
-/// Where the fast path leaves an acquire it cannot finish.
+/// Where the fast path leaves an acquire it cannot finish, for the slow
+/// path.
 enum Start<M: Manager> {
-    /// Nothing was idle (or the pool is closed).
+    /// Nothing was idle (or the pool is closed): `pop_idle` found
+    /// nothing.
     Fresh,
     /// An idle resource, not expired, for the recycle hooks.
     Checked(Held<M, Arc<Shared<M>>>),
@@ -112,10 +106,12 @@ async fn acquire_within<M: Manager>(
     timeout: Timeout,
     caller: Option<&'static Location<'static>>,
 ) -> Result<Pooled<M>, Error<M::Error>> {
-    // The fast path, inline and first: an idle resource that recycles at
-    // once. It keeps little across its one await (the first poll of the
-    // recycle, which needs the task's context) and builds no deadline; the
-    // rest of the state machine is reached only through `acquire_slow`.
+    // The fast path, first: an idle resource that recycles at once. It
+    // keeps little across its one await (the first poll of the recycle,
+    // which needs the task's context) and builds no deadline. Everything
+    // else (waiting in line, creating, the recycle hooks, replacing a
+    // resource that expired or failed its recycle) starts from `start`,
+    // under the acquire's one deadline.
     let start = 'fast: {
         let Some(entry) = shared.core().pop_idle() else {
             break 'fast Start::Fresh;
@@ -166,58 +162,16 @@ async fn acquire_within<M: Manager>(
             Err(e) => return Err(e),
         }
     };
-    acquire_slow(shared, Options { timeout, caller }, start).await
-}
-
-/// After the fast path's recycle failed: the slot to create a replacement
-/// with, or the acquire's error.
-#[cold]
-fn after_failed_recycle<M: Manager>(
-    shared: &Arc<Shared<M>>,
-    held: Held<M, Arc<Shared<M>>>,
-    failed: Recycled<M::Error>,
-    started: Option<Instant>,
-) -> Result<Start<M>, Error<M::Error>> {
-    match failed {
-        Recycled::Failed(e) => {
-            let info = &held.record().info;
-            shared.count_recycle_failure(Reason::RecycleFailed, e.as_ref(), info);
-            Ok(Start::Room {
-                slot: held.empty(),
-                last_error: e,
-                started,
-            })
-        }
-        Recycled::DeadlinePassed => {
-            drop(held);
-            Err(timed_out(shared, TimeoutPhase::Recycle, None))
-        }
-        // Not on the fast path, which runs no hooks.
-        Recycled::Hook(hook, error) => {
-            held.discard(Reason::Hook(hook));
-            Err(Error::Hook { hook, error })
-        }
-        Recycled::Ok => unreachable!("a recycle that went well is no failure"),
-    }
-}
-
-/// Everything but the fast path: waiting in line, creating, the recycle
-/// hooks, replacing a resource that expired or failed its recycle, all
-/// under the acquire's one deadline.
-async fn acquire_slow<M: Manager>(
-    shared: &Arc<Shared<M>>,
-    options: Options,
-    start: Start<M>,
-) -> Result<Pooled<M>, Error<M::Error>> {
-    let (timeout, caller) = (options.timeout.get(shared), options.caller);
-    // A create is boxed (see `InFlight`); the deadline arms a timer only
-    // when something waits.
+    // The slow path. A create is boxed (see `InFlight`); the deadline arms
+    // a timer only when something waits.
+    let timeout = timeout.get(shared);
     let mut last_error = None;
     let mut waited = false;
     let (mut deadline, mut got) = match start {
         Start::Fresh => {
             let mut deadline = Deadline::new(timeout, shared.timers());
-            let grant = match shared.core().try_acquire() {
+            // The fast path tried the idle store already.
+            let grant = match shared.core().try_acquire_slot() {
                 Ok(grant) => grant,
                 Err(Unavailable::Closed) => return Err(Error::Closed),
                 Err(Unavailable::Full) => {
@@ -307,6 +261,38 @@ async fn acquire_slow<M: Manager>(
                 };
             }
         }
+    }
+}
+
+/// After the fast path's recycle failed: the slot to create a replacement
+/// with, or the acquire's error.
+#[cold]
+fn after_failed_recycle<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    held: Held<M, Arc<Shared<M>>>,
+    failed: Recycled<M::Error>,
+    started: Option<Instant>,
+) -> Result<Start<M>, Error<M::Error>> {
+    match failed {
+        Recycled::Failed(e) => {
+            let info = &held.record().info;
+            shared.count_recycle_failure(Reason::RecycleFailed, e.as_ref(), info);
+            Ok(Start::Room {
+                slot: held.empty(),
+                last_error: e,
+                started,
+            })
+        }
+        Recycled::DeadlinePassed => {
+            drop(held);
+            Err(timed_out(shared, TimeoutPhase::Recycle, None))
+        }
+        // Not on the fast path, which runs no hooks.
+        Recycled::Hook(hook, error) => {
+            held.discard(Reason::Hook(hook));
+            Err(Error::Hook { hook, error })
+        }
+        Recycled::Ok => unreachable!("a recycle that went well is no failure"),
     }
 }
 

@@ -87,10 +87,15 @@
 //!   the task's context): the resource's token, the recycle future and the
 //!   pool handle. No `Deadline` is built unless the recycle pends (and then
 //!   only its start goes on), and everything else (waiting, creating,
-//!   hooks, replacing a resource) lives in `acquire_slow`, reached only from
-//!   there. The nested `recycle` future's drop glue, the deadline's drop
-//!   flag and the moves of the `Got` loop state cost 57 instructions per
-//!   cycle (356 -> 299); `checked_out` inline, 17 more (373 -> 356).
+//!   hooks, replacing a resource) comes after it, from a `Start` value. The
+//!   nested `recycle` future's drop glue, the deadline's drop flag and the
+//!   moves of the `Got` loop state cost 57 instructions per cycle (356 ->
+//!   299); `checked_out` inline, 17 more (373 -> 356). The slow path was a
+//!   second future (`acquire_slow`) for a while; once the rest was lean, one
+//!   future was as fast on the fast path (245 -> 246) and cheaper when
+//!   waiting (4,121 -> 4,062 per acquire in `uncontended quickslot-wait`).
+//!   That slow path does not try the idle store a second time
+//!   (`Core::try_acquire_slot`): 4,170 -> 4,121.
 //! * The return is one inline chain into the guard's drop glue
 //!   (`Pooled::drop`, `Held::give_back`, `Held::park`, the first round of
 //!   `Core::release`; the loop for waiters and re-checks stays out of line),
@@ -116,9 +121,10 @@
 //!   locked add. The stripe is a destructor-free thread-local (one load;
 //!   a second, cold thread-local gives an owned stripe back when its thread
 //!   ends). Two instructions more than the locked add (242 -> 244), one
-//!   locked instruction less per acquire; a single unstriped counter (as in
-//!   a68e9e5) was 5 instructions less than either, but one line written by
-//!   every core.
+//!   locked instruction less per acquire. The counter costs 8 instructions
+//!   in all (without it, 281 -> 273 at the time); a single unstriped one
+//!   (as in a68e9e5) would be a few less, but one line written by every
+//!   core.
 //!
 //! # What loom found
 //!

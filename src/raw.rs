@@ -308,11 +308,21 @@ impl<T, S: Sink<T>> Core<T, S> {
     }
 
     /// Fast path, then grow. `Err(Full)` means the caller has to wait.
-    #[inline]
+    #[cfg(any(test, loom))]
     pub(crate) fn try_acquire(&self) -> Result<Grant<T>, Unavailable> {
         if let Some(item) = self.pop_idle() {
             return Ok(Grant::Item(item));
         }
+        self.try_acquire_slot()
+    }
+
+    /// What `try_acquire` does after its [`pop_idle`](Self::pop_idle)
+    /// found nothing, for a caller that made that attempt itself: a slot to
+    /// create with, or why not. Not trying the idle store again loses
+    /// nothing a second try would have found: an item parked after the
+    /// first one goes to the waiter this caller then becomes (its re-check
+    /// after registering), as after any `Err(Full)`.
+    pub(crate) fn try_acquire_slot(&self) -> Result<Grant<T>, Unavailable> {
         if !self.creates {
             return Err(if self.is_closed() {
                 Unavailable::Closed
