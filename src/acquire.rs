@@ -5,10 +5,10 @@
 //! an [`InFlight`] create, so a dropped acquire future, a failure or a
 //! panic in user code frees it on the way out.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::panic::Location;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::pin::{pin, Pin};
+use std::task::Poll;
 use std::time::Duration;
 
 use crate::capacity::PermitWait;
@@ -18,73 +18,58 @@ use crate::guard::Pooled;
 use crate::handoff::{Grant, Outcome, Waiter};
 use crate::manager::Manager;
 use crate::raw::{Core, Sink, Unavailable};
-use crate::recycle::{recycle, Recycled};
+use crate::recycle::{recycle, recycle_pending, Recycled};
 use crate::rt::Instant;
 use crate::shared::{Entry, Held, Reason, Shared, Slot};
 use crate::status::Counter;
 use crate::sync::Arc;
 use crate::timer::Deadline;
 
-type BoxedAcquire<'a, M> =
-    Pin<Box<dyn Future<Output = Result<Pooled<M>, Error<<M as Manager>::Error>>> + Send + 'a>>;
-
-pin_project_lite::pin_project! {
-    /// An acquire: the plain state machine, or (with leak detection) a
-    /// boxed wrapper that records the caller's location.
-    #[project = AcquireProj]
-    enum AcquireFuture<'a, F, M: Manager> {
-        Plain { #[pin] fut: F },
-        Tracked { fut: BoxedAcquire<'a, M> },
-    }
-}
-
-impl<F, M> Future for AcquireFuture<'_, F, M>
-where
-    M: Manager,
-    F: Future<Output = Result<Pooled<M>, Error<M::Error>>>,
-{
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        match self.project() {
-            AcquireProj::Plain { fut } => fut.poll(cx),
-            AcquireProj::Tracked { fut } => fut.as_mut().poll(cx),
-        }
-    }
-}
-
-/// The acquire future; with leak detection (`caller` is `Some`), wrapped to
-/// record the caller.
+/// The acquire future: `acquire_within` itself, with no wrapper.
 ///
-/// The caller is not an argument of `acquire_within`: two adjacent
-/// pointer-sized arguments of an async fn are moved into its state with
-/// one wide load over two narrower stores, a store-forwarding stall on the
-/// fast path. Without leak detection the future is `acquire_within` itself
-/// behind one predictable branch; with it, the wrapper is boxed (one
-/// allocation per acquire, only then).
+/// The caller's location (with leak detection) is an argument, stamped at
+/// checkout. Its first poll copies the arguments into the state with
+/// loads of the widths they were stored with (the niche of
+/// `Timeout::Pool`, 4 bytes, then the handle and the location, 8 each;
+/// checked in the annotated assembly of `bench`'s `uncontended
+/// quickslot-outline`): a wide load over narrower stores would stall on
+/// store forwarding. An enum of this future and a boxed wrapper that
+/// recorded the caller cost 26 instructions per acquire (see
+/// `implementation`).
 pub(crate) fn acquire<'a, M: Manager>(
     shared: &'a Arc<Shared<M>>,
-    timeout: Option<Duration>,
+    timeout: Timeout,
     caller: Option<&'static Location<'static>>,
 ) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + 'a {
-    match caller {
-        None => AcquireFuture::Plain {
-            fut: acquire_within(shared, timeout),
-        },
-        Some(caller) => AcquireFuture::Tracked {
-            fut: Box::pin(async move {
-                let mut guard = acquire_within(shared, timeout).await?;
-                Pooled::set_caller(&mut guard, caller);
-                Ok(guard)
-            }),
-        },
+    acquire_within(shared, timeout, caller)
+}
+
+/// An acquire's timeout: the pool's `acquire_timeout`, read from the
+/// configuration only where a deadline is built (the future then carries
+/// no copy of it, and the fast path never reads it), or the caller's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Timeout {
+    /// The builder's `acquire_timeout`.
+    Pool,
+    /// The caller's.
+    Given(Duration),
+}
+
+impl Timeout {
+    fn get<M: Manager>(self, shared: &Shared<M>) -> Option<Duration> {
+        match self {
+            Self::Pool => shared.config().acquire_timeout,
+            Self::Given(timeout) => Some(timeout),
+        }
     }
 }
 
 /// What an acquire holds once it has a grant.
 enum Got<M: Manager> {
+    /// A resource to check for expiry, then recycle.
     Resource(Held<M, Arc<Shared<M>>>),
+    /// A resource whose expiry was checked: recycle it.
+    Checked(Held<M, Arc<Shared<M>>>),
     Room(Slot<M, Arc<Shared<M>>>),
 }
 
@@ -97,51 +82,146 @@ impl<M: Manager> Got<M> {
     }
 }
 
+/// Where the fast path leaves an acquire it cannot finish, for the slow
+/// path.
+enum Start<M: Manager> {
+    /// Nothing was idle (or the pool is closed): `pop_idle` found
+    /// nothing.
+    Fresh,
+    /// An idle resource, not expired, for the recycle hooks.
+    Checked(Held<M, Arc<Shared<M>>>),
+    /// The idle resource was dropped (expired, or its recycle failed): its
+    /// slot, to create a replacement with.
+    Room {
+        slot: Slot<M, Arc<Shared<M>>>,
+        last_error: Option<M::Error>,
+        /// When the deadline started (a recycle that did not finish at
+        /// once).
+        started: Option<Instant>,
+    },
+}
+
 async fn acquire_within<M: Manager>(
     shared: &Arc<Shared<M>>,
-    timeout: Option<Duration>,
+    timeout: Timeout,
+    caller: Option<&'static Location<'static>>,
 ) -> Result<Pooled<M>, Error<M::Error>> {
-    // The slow parts (waiting, creating) are boxed, so the future stays
-    // small and the fast path moves few bytes; they allocate only when they
-    // run. The deadline arms a timer only when something waits.
-    let mut deadline = Deadline::new(timeout, shared.timers());
-    let mut last_error = None;
-    let mut waited = false;
-    let grant = match shared.core().try_acquire() {
-        Ok(grant) => grant,
-        Err(Unavailable::Closed) => return Err(Error::Closed),
-        Err(Unavailable::Full) => {
-            waited = true;
-            // One clock read serves the wait statistics and the deadline.
-            let started = deadline.start();
-            if shared.config().fail_fast_when_late {
-                if let Some(refused) = refuse_if_late(shared, timeout, started) {
-                    return Err(refused);
-                }
+    // The fast path, first: an idle resource that recycles at once. It
+    // keeps little across its one await (the first poll of the recycle,
+    // which needs the task's context) and builds no deadline. Everything
+    // else (waiting in line, creating, the recycle hooks, replacing a
+    // resource that expired or failed its recycle) starts from `start`,
+    // under the acquire's one deadline.
+    let start = 'fast: {
+        let Some(entry) = shared.core().pop_idle() else {
+            break 'fast Start::Fresh;
+        };
+        let mut held = Held::new(shared.clone(), entry);
+        // One test for the lifetime, idle-time, hook and stamp settings.
+        let extras = shared.config().checkout_extras;
+        if extras {
+            if let Some(reason) = shared.expired(&held.record().info) {
+                shared.count_discard(reason, &held.record().info);
+                break 'fast Start::Room {
+                    slot: held.empty(),
+                    last_error: None,
+                    started: None,
+                };
             }
-            match deadline.run(wait(shared)).await {
-                Some(grant) => {
-                    count_wait(shared, started, grant.is_ok());
-                    grant?
-                }
-                None => return Err(timed_out(shared, TimeoutPhase::Wait, None)),
+            if shared.hooks().around_recycle {
+                break 'fast Start::Checked(held);
             }
         }
+        // Dropped while recycling (cancelled, or the deadline passed),
+        // `held` drops the resource, whose state is unknown, and frees its
+        // slot. The deadline lives in the pending branch only (the fast
+        // path keeps no drop flag for it); a failure hands on its start.
+        // `None` is a recycle that went well: one test, not a match.
+        let failed = {
+            let record = held.record_mut();
+            let fut = shared.manager().recycle(&mut record.resource, &record.info);
+            let mut fut = pin!(fut);
+            match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+                Poll::Ready(Ok(())) => None,
+                Poll::Ready(Err(e)) => Some((Recycled::Failed(Some(e)), None)),
+                Poll::Pending => {
+                    let timeout = timeout.get(shared);
+                    let mut deadline = Deadline::new(timeout, shared.timers());
+                    match recycle_pending(shared, fut.as_mut(), &mut deadline).await {
+                        Recycled::Ok => None,
+                        failed => Some((failed, deadline.started())),
+                    }
+                }
+            }
+        };
+        let Some((failed, started)) = failed else {
+            return Ok(checked_out(held, false, caller));
+        };
+        match after_failed_recycle(shared, held, failed, started) {
+            Ok(start) => start,
+            Err(e) => return Err(e),
+        }
     };
-    let mut got = Got::new(shared, grant);
+    // The slow path. A create is boxed (see `InFlight`); the deadline arms
+    // a timer only when something waits.
+    let timeout = timeout.get(shared);
+    let mut last_error = None;
+    let mut waited = false;
+    let (mut deadline, mut got) = match start {
+        Start::Fresh => {
+            let mut deadline = Deadline::new(timeout, shared.timers());
+            // The fast path tried the idle store already.
+            let grant = match shared.core().try_acquire_slot() {
+                Ok(grant) => grant,
+                Err(Unavailable::Closed) => return Err(Error::Closed),
+                Err(Unavailable::Full) => {
+                    waited = true;
+                    // One clock read serves the wait statistics and the
+                    // deadline.
+                    let started = deadline.start();
+                    if shared.config().fail_fast_when_late {
+                        if let Some(refused) = refuse_if_late(shared, timeout, started) {
+                            return Err(refused);
+                        }
+                    }
+                    match deadline.run(wait(shared)).await {
+                        Some(grant) => {
+                            count_wait(shared, started, grant.is_ok());
+                            grant?
+                        }
+                        None => return Err(timed_out(shared, TimeoutPhase::Wait, None)),
+                    }
+                }
+            };
+            (deadline, Got::new(shared, grant))
+        }
+        Start::Checked(held) => (Deadline::new(timeout, shared.timers()), Got::Checked(held)),
+        Start::Room {
+            slot,
+            last_error: error,
+            started,
+        } => {
+            last_error = error;
+            let deadline = Deadline::resume(timeout, shared.timers(), started);
+            (deadline, Got::Room(slot))
+        }
+    };
     loop {
         match got {
-            Got::Resource(mut held) => {
+            Got::Resource(held) => {
                 if let Some(reason) = shared.expired(&held.record().info) {
                     shared.count_discard(reason, &held.record().info);
                     got = Got::Room(held.empty());
-                    continue;
+                } else {
+                    got = Got::Checked(held);
                 }
+            }
+            Got::Checked(mut held) => {
                 // Dropped while recycling (cancelled, or the deadline
                 // passed), `held` drops the resource, whose state is
                 // unknown, and frees its slot.
                 match recycle(shared, held.record_mut(), &mut deadline).await {
-                    Recycled::Ok => return Ok(checked_out(held, waited, None)),
+                    Recycled::Ok => return Ok(checked_out(held, waited, caller)),
                     Recycled::Hook(hook, error) => {
                         held.discard(Reason::Hook(hook));
                         return Err(Error::Hook { hook, error });
@@ -182,7 +262,7 @@ async fn acquire_within<M: Manager>(
                 // background (see `InFlight`).
                 let mut create = InFlight::new(slot);
                 return match deadline.run(&mut create).await {
-                    Some((Ok(entry), slot)) => Ok(checked_out(slot.fill(entry), waited, None)),
+                    Some((Ok(entry), slot)) => Ok(checked_out(slot.fill(entry), waited, caller)),
                     Some((Err(CreateFail::Manager(e)), _)) => Err(Error::Create(e)),
                     Some((Err(CreateFail::Hook(hook, error)), _)) => {
                         Err(Error::Hook { hook, error })
@@ -196,6 +276,38 @@ async fn acquire_within<M: Manager>(
                 };
             }
         }
+    }
+}
+
+/// After the fast path's recycle failed: the slot to create a replacement
+/// with, or the acquire's error.
+#[cold]
+fn after_failed_recycle<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    held: Held<M, Arc<Shared<M>>>,
+    failed: Recycled<M::Error>,
+    started: Option<Instant>,
+) -> Result<Start<M>, Error<M::Error>> {
+    match failed {
+        Recycled::Failed(e) => {
+            let info = &held.record().info;
+            shared.count_recycle_failure(Reason::RecycleFailed, e.as_ref(), info);
+            Ok(Start::Room {
+                slot: held.empty(),
+                last_error: e,
+                started,
+            })
+        }
+        Recycled::DeadlinePassed => {
+            drop(held);
+            Err(timed_out(shared, TimeoutPhase::Recycle, None))
+        }
+        // Not on the fast path, which runs no hooks.
+        Recycled::Hook(hook, error) => {
+            held.discard(Reason::Hook(hook));
+            Err(Error::Hook { hook, error })
+        }
+        Recycled::Ok => unreachable!("a recycle that went well is no failure"),
     }
 }
 
@@ -217,6 +329,7 @@ fn timed_out<M: Manager>(
 }
 
 /// Turns a held resource into the user's guard.
+#[inline]
 fn checked_out<M: Manager>(
     mut held: Held<M, Arc<Shared<M>>>,
     waited: bool,

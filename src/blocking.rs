@@ -19,6 +19,7 @@ use std::panic::Location;
 #[cfg(any(feature = "tokio", feature = "smol"))]
 use std::time::Duration;
 
+use crate::acquire::Timeout;
 use crate::error::Error;
 use crate::guard::Pooled;
 use crate::manager::Manager;
@@ -30,7 +31,7 @@ use crate::sync::Arc;
 /// A blocking acquire: see [`Pool::acquire_blocking`](crate::Pool::acquire_blocking).
 pub(crate) fn acquire<M: Manager>(
     shared: &Arc<Shared<M>>,
-    timeout: Option<std::time::Duration>,
+    timeout: Timeout,
     caller: Option<&'static Location<'static>>,
 ) -> Result<Pooled<M>, Error<M::Error>> {
     rt::block_on(crate::acquire::acquire(shared, timeout, caller))
@@ -111,7 +112,7 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn acquire_blocking(&self) -> Result<Pooled<M>, Error<M::Error>> {
         let caller = self.caller();
-        acquire(&self.shared, self.shared.config().acquire_timeout, caller)
+        acquire(&self.shared, Timeout::Pool, caller)
     }
 
     /// [`acquire_blocking`](Self::acquire_blocking) with this deadline
@@ -134,6 +135,6 @@ impl<M: Manager> Pool<M> {
         timeout: Duration,
     ) -> Result<Pooled<M>, Error<M::Error>> {
         let caller = self.caller();
-        acquire(&self.shared, Some(timeout), caller)
+        acquire(&self.shared, Timeout::Given(timeout), caller)
     }
 }

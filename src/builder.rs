@@ -418,7 +418,9 @@ impl<M: Manager> Builder<M> {
         validate(&self.config)?;
         let mut hooks = self.hooks;
         hooks.around_recycle = hooks.pre_recycle.is_some() || hooks.post_recycle.is_some();
-        let config = self.config.derive(hooks.on_release.is_some());
+        let config = self
+            .config
+            .derive(hooks.on_release.is_some(), hooks.around_recycle);
         Ok((self.manager, config, hooks))
     }
 }

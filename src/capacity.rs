@@ -203,7 +203,8 @@ impl Budget {
         if self.permits.waiting() > 0 {
             return false;
         }
-        matches!(self.permits.try_acquire(), Ok(Grant::Slot))
+        // No items: a permit is a grow.
+        self.permits.try_grow().is_ok()
     }
 
     /// Returns a permit: to the oldest waiter of any member, else free.

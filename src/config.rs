@@ -49,12 +49,16 @@ pub(crate) struct Config {
     /// (idle time, lifetime), an unstamp or an `on_release` hook. The one
     /// flag the release path tests.
     pub(crate) release_extras: bool,
+    /// A checkout of an idle resource needs more than its recycle: a
+    /// lifetime or idle-time check, the recycle hooks or a stamp. The one
+    /// flag the fast path of an acquire tests.
+    pub(crate) checkout_extras: bool,
 }
 
 #[cfg_attr(loom, allow(dead_code))] // the upkeep task is not built under loom
 impl Config {
     /// Computes the derived flags of validated settings.
-    pub(crate) fn derive(mut self, has_on_release: bool) -> Self {
+    pub(crate) fn derive(mut self, has_on_release: bool, has_recycle_hooks: bool) -> Self {
         // A pool with a shared capacity needs idle times for the grace
         // period, and so takes the release path that can look at the
         // budget's waiters.
@@ -76,6 +80,10 @@ impl Config {
             || self.max_lifetime.is_some()
             || self.stamp_checkout
             || has_on_release;
+        self.checkout_extras = self.idle_timeout.is_some()
+            || self.max_lifetime.is_some()
+            || self.stamp_checkout
+            || has_recycle_hooks;
         self
     }
 
@@ -145,6 +153,7 @@ impl Default for Config {
             needs_upkeep: false,
             stamp_checkout: false,
             release_extras: false,
+            checkout_extras: false,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`Pooled`]: the guard that returns a resource when dropped.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 
 use crate::manager::{Manager, ResourceInfo};
@@ -29,7 +30,10 @@ pub struct Pooled<M: Manager> {
     /// slot back (unwinding included). Kept as the resource and the handle
     /// side by side rather than one `Held`, so the acquire result keeps the
     /// layout the caller's copy is fast with (see `implementation`).
-    entry: Option<Entry<M::Resource>>,
+    ///
+    /// `ManuallyDrop`: `Drop` always takes the entry, so the field's own
+    /// drop glue (a second test of it after the return) is left out.
+    entry: ManuallyDrop<Option<Entry<M::Resource>>>,
     shared: Arc<Shared<M>>,
 }
 
@@ -37,7 +41,7 @@ impl<M: Manager> Pooled<M> {
     pub(crate) fn new(held: Held<M, Arc<Shared<M>>>) -> Self {
         let (shared, entry) = held.into_parts();
         Self {
-            entry: Some(entry),
+            entry: ManuallyDrop::new(Some(entry)),
             shared,
         }
     }
@@ -93,11 +97,6 @@ impl<M: Manager> Pooled<M> {
         drop(held);
     }
 
-    /// Records where the checkout happened, for leak reports.
-    pub(crate) fn set_caller(this: &mut Self, caller: &'static std::panic::Location<'static>) {
-        this.shared.set_caller(this.record(), caller);
-    }
-
     /// The handle of the pool this guard returns to.
     pub(crate) fn shared(this: &Self) -> &Arc<Shared<M>> {
         &this.shared
@@ -128,6 +127,7 @@ impl<M: Manager> DerefMut for Pooled<M> {
 }
 
 impl<M: Manager> Drop for Pooled<M> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(entry) = self.entry.take() {
             Held::new(&*self.shared, entry).give_back();

@@ -48,9 +48,16 @@
 //! * `Error` has a `u64` tag: with the default layout the caller's copy of
 //!   `Poll<Result<Pooled, Error>>` read bytes 1-7 across narrower stores, a
 //!   store-forwarding stall of about 4 ns per acquire (28 -> 24 ns).
-//! * The caller's location is not an argument of the acquire `async fn`:
-//!   two adjacent pointer-sized arguments were moved with one 16-byte load
-//!   over two 8-byte stores (+5 ns per acquire).
+//! * The caller's location was once kept out of the acquire `async fn`'s
+//!   arguments: two adjacent pointer-sized arguments were moved with one
+//!   16-byte load over two 8-byte stores (+5 ns per acquire). It is an
+//!   argument again (see below): with the arguments as they are now (the
+//!   handle, a `Timeout` whose common value is a 4-byte niche, the
+//!   location), the first poll loads each with the width it was stored
+//!   with (rustc 1.95; checked in the annotated assembly of `uncontended
+//!   quickslot-outline`, where that poll is out of line). Re-check it when
+//!   the arguments change: a `repr(u64)` `Timeout` in an options struct was
+//!   copied with two 16-byte loads over 8-byte stores.
 //! * The unarmed `Deadline` drop is inline and branch-only: out of line it
 //!   cost about 20 instructions per acquire.
 //! * Deadline timers are reused per pool (up to 512): a fresh
@@ -69,6 +76,58 @@
 //!   (an `Option<(Arc, Box)>`) in the guard made the uncontended
 //!   acquire+release about 40% slower (33 -> 23-24 M cycles/s, one task,
 //!   interleaved runs); the side-by-side layout got back to 27-30 M.
+//!
+//! Instruction counts below are callgrind's, per uncontended
+//! acquire+release (`bench/scripts/callgrind-uncontended.sh`: one task, a
+//! pool of one no-op resource, defaults; a bare `ArrayQueue` pop+push is 99).
+//!
+//! * `Held`'s drop is inline and branch-only when the token was consumed;
+//!   the unknown-state drop is a cold function. Every checkout consumes one
+//!   (`into_parts`), and the out-of-line drop glue of the empty token cost
+//!   26 instructions per cycle (399 -> 373).
+//! * The fast path comes first in the acquire future and holds little
+//!   across its one await (the first poll of `Manager::recycle`, which needs
+//!   the task's context): the resource's token, the recycle future and the
+//!   pool handle. No `Deadline` is built unless the recycle pends (and then
+//!   only its start goes on), and everything else (waiting, creating,
+//!   hooks, replacing a resource) comes after it, from a `Start` value. The
+//!   nested `recycle` future's drop glue, the deadline's drop flag and the
+//!   moves of the `Got` loop state cost 57 instructions per cycle (356 ->
+//!   299); `checked_out` inline, 17 more (373 -> 356). The slow path was a
+//!   second future (`acquire_slow`) for a while; once the rest was lean, one
+//!   future was as fast on the fast path (245 -> 246) and cheaper when
+//!   waiting (4,121 -> 4,062 per acquire in `uncontended quickslot-wait`).
+//!   That slow path does not try the idle store a second time
+//!   (`Core::try_acquire_slot`): 4,170 -> 4,121.
+//! * The return is one inline chain into the guard's drop glue
+//!   (`Pooled::drop`, `Held::give_back`, `Held::park`, the first round of
+//!   `Core::release`; the loop for waiters and re-checks stays out of line),
+//!   and the guard's `Option<Entry>` is `ManuallyDrop` (its `Drop` always
+//!   takes it), so the return is one call and no second test of the entry:
+//!   299 -> 283.
+//! * The acquire future is `acquire_within` itself. It was an enum of it
+//!   and a boxed wrapper that recorded the caller's location for leak
+//!   reports; now the location is an argument, stamped at checkout. The
+//!   enum's drop glue and poll kept the first poll out of the caller's
+//!   code: 272 -> 247 (and one allocation less per acquire with leak
+//!   detection). The timeout argument is `Timeout::Pool` unless the caller
+//!   gave one, so `acquire()` reads no setting (273 -> 272); one flag,
+//!   `checkout_extras`, gates the lifetime, idle-time and hook tests of the
+//!   fast path (281 -> 273); a recycle that went well is one test of an
+//!   `Option` rather than a jump table over `Recycled` (283 -> 281).
+//!   Returning that result as one `Option` of (failure, deadline start)
+//!   rather than a pair of options: 247 -> 242.
+//! * The acquired-at-once counter is striped per thread, each stripe on
+//!   its own line; the first 16 threads (at a time) own a stripe, which
+//!   they alone write, so they count with a plain load and store (one
+//!   `inc` on x86) instead of a locked add. Others share 8 stripes with a
+//!   locked add. The stripe is a destructor-free thread-local (one load;
+//!   a second, cold thread-local gives an owned stripe back when its thread
+//!   ends). Two instructions more than the locked add (242 -> 244), one
+//!   locked instruction less per acquire. The counter costs 8 instructions
+//!   in all (without it, 281 -> 273 at the time); a single unstriped one
+//!   (as in a68e9e5) would be a few less, but one line written by every
+//!   core.
 //!
 //! # What loom found
 //!

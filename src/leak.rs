@@ -90,12 +90,6 @@ impl Leaks {
         ticket
     }
 
-    pub(crate) fn set_caller(&self, ticket: u64, caller: &'static Location<'static>) {
-        if let Some(checkout) = self.lock().out.get_mut(&ticket) {
-            checkout.caller = Some(caller);
-        }
-    }
-
     pub(crate) fn remove(&self, ticket: u64) {
         self.lock().out.remove(&ticket);
     }

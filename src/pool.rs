@@ -149,7 +149,7 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         let caller = self.caller();
-        crate::acquire::acquire(&self.shared, self.shared.config().acquire_timeout, caller)
+        crate::acquire::acquire(&self.shared, crate::acquire::Timeout::Pool, caller)
     }
 
     /// The caller's location, for leak reports; `None` (and no work) unless
@@ -188,7 +188,11 @@ impl<M: Manager> Pool<M> {
         timeout: Duration,
     ) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         let caller = self.caller();
-        crate::acquire::acquire(&self.shared, Some(timeout), caller)
+        crate::acquire::acquire(
+            &self.shared,
+            crate::acquire::Timeout::Given(timeout),
+            caller,
+        )
     }
 
     /// Checks out an idle resource without waiting and without creating one.

@@ -310,11 +310,21 @@ impl<T, S: Sink<T>> Core<T, S> {
     }
 
     /// Fast path, then grow. `Err(Full)` means the caller has to wait.
-    #[inline]
+    #[cfg(any(test, loom))]
     pub(crate) fn try_acquire(&self) -> Result<Grant<T>, Unavailable> {
         if let Some(item) = self.pop_idle() {
             return Ok(Grant::Item(item));
         }
+        self.try_acquire_slot()
+    }
+
+    /// What `try_acquire` does after its [`pop_idle`](Self::pop_idle)
+    /// found nothing, for a caller that made that attempt itself: a slot to
+    /// create with, or why not. Not trying the idle store again loses
+    /// nothing a second try would have found: an item parked after the
+    /// first one goes to the waiter this caller then becomes (its re-check
+    /// after registering), as after any `Err(Full)`.
+    pub(crate) fn try_acquire_slot(&self) -> Result<Grant<T>, Unavailable> {
         if !self.creates {
             return Err(if self.is_closed() {
                 Unavailable::Closed
@@ -497,8 +507,30 @@ impl<T, S: Sink<T>> Core<T, S> {
     // ----- release side -----
 
     /// Returns a resource or a slot: to the oldest waiter, else to the pool.
-    #[inline]
-    pub(crate) fn release(&self, mut grant: Grant<T>) {
+    ///
+    /// The first round of [`release_rounds`](Self::release_rounds), inline:
+    /// with nobody waiting it parks, fences and finds nothing to do, which
+    /// is the whole uncontended release. The same steps in the same order
+    /// as the loop; only the call is saved.
+    #[inline(always)]
+    pub(crate) fn release(&self, grant: Grant<T>) {
+        // SeqCst: as in `release_rounds`.
+        if self.waiters.load(Ordering::SeqCst) != 0 {
+            return self.release_rounds(grant);
+        }
+        self.park(grant);
+        // SeqCst fence: as in `release_rounds`.
+        #[cfg(not(quickslot_bug = "no_release_fence"))]
+        fence(Ordering::SeqCst);
+        if let Some(again) = self.reclaim() {
+            self.release_rounds(again);
+        }
+    }
+
+    /// The release loop: serve a waiter or park, fence, and go round again
+    /// with whatever the re-check takes back.
+    #[inline(never)]
+    fn release_rounds(&self, mut grant: Grant<T>) {
         loop {
             // SeqCst: pairs with `register`; a stale zero is caught by the
             // re-check after parking.

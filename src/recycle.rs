@@ -2,7 +2,7 @@
 //! `recycle_timeout` and the caller's deadline.
 
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 
 use crate::error::{HookError, HookKind};
@@ -47,20 +47,33 @@ pub(crate) async fn recycle<M: Manager>(
     let fut = shared.manager().recycle(&mut record.resource, &record.info);
     let mut fut = pin!(fut);
     // Poll once without any timer: most recycles finish at once.
-    let result = match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
-        Poll::Ready(result) => Some(result.map_err(Some)),
-        Poll::Pending => {
-            let mut inner = Deadline::new(shared.config().recycle_timeout, shared.timers());
-            deadline
-                .run(async {
-                    match inner.run(fut).await {
-                        Some(result) => result.map_err(Some),
-                        None => Err(None),
-                    }
-                })
-                .await
-        }
-    };
+    match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        Poll::Ready(Ok(())) => Recycled::Ok,
+        Poll::Ready(Err(e)) => Recycled::Failed(Some(e)),
+        Poll::Pending => recycle_pending(shared, fut, deadline).await,
+    }
+}
+
+/// The rest of a [`Manager::recycle`] whose first poll was pending: under
+/// `recycle_timeout` and the acquire's deadline. (The first poll needs no
+/// timer: most recycles finish at once.)
+pub(crate) async fn recycle_pending<M: Manager, F>(
+    shared: &Shared<M>,
+    fut: Pin<&mut F>,
+    deadline: &mut Deadline<'_>,
+) -> Recycled<M::Error>
+where
+    F: Future<Output = Result<(), M::Error>>,
+{
+    let mut inner = Deadline::new(shared.config().recycle_timeout, shared.timers());
+    let result = deadline
+        .run(async {
+            match inner.run(fut).await {
+                Some(result) => result.map_err(Some),
+                None => Err(None),
+            }
+        })
+        .await;
     match result {
         Some(Ok(())) => Recycled::Ok,
         Some(Err(e)) => Recycled::Failed(e),

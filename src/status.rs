@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Ordering, OWNED_STRIPES};
 
 /// A snapshot of a pool, from [`Pool::status`](crate::Pool::status).
 ///
@@ -104,16 +104,20 @@ pub(crate) enum Counter {
 
 const COLD: usize = Counter::WaitNanos as usize + 1;
 
-/// Stripes of the per-acquire counter: threads spread over them round-robin.
-const STRIPES: usize = 16;
+/// Stripes of the per-acquire counter that threads without an owned stripe
+/// share (round-robin).
+const SHARED_STRIPES: usize = 8;
 
 /// Cumulative statistics. Every access is Relaxed: these are pure
 /// statistics, never used to make a decision.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    /// Bumped on every acquire served without waiting: sharded, each
-    /// stripe on its own cache line, so cores do not write one line.
-    acquired_immediately: [CachePadded<AtomicU64>; STRIPES],
+    /// Bumped on every acquire served without waiting: striped, each
+    /// stripe on its own cache line, so cores do not write one line. A
+    /// thread that owns a stripe (see `sync::thread_stripe`) counts with a plain
+    /// load and store; others share the `shared` stripes.
+    acquired_immediately: [CachePadded<AtomicU64>; OWNED_STRIPES],
+    acquired_immediately_shared: [CachePadded<AtomicU64>; SHARED_STRIPES],
     /// Creates in flight (a gauge).
     creating: CachePadded<AtomicUsize>,
     /// Slow-path counters, together on their own lines.
@@ -124,6 +128,9 @@ impl Stats {
     pub(crate) fn new() -> Self {
         Self {
             acquired_immediately: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
+            acquired_immediately_shared: std::array::from_fn(|_| {
+                CachePadded::new(AtomicU64::new(0))
+            }),
             creating: CachePadded::new(AtomicUsize::new(0)),
             cold: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
         }
@@ -131,9 +138,17 @@ impl Stats {
 
     #[inline]
     pub(crate) fn acquired_immediately(&self) {
-        // Relaxed: statistics only.
-        self.acquired_immediately[crate::sync::thread_stripe() % STRIPES]
-            .fetch_add(1, Ordering::Relaxed);
+        let stripe = crate::sync::thread_stripe();
+        if let Some(owned) = self.acquired_immediately.get(stripe) {
+            // Relaxed: statistics only. This thread is the stripe's one
+            // writer (see `sync::thread_stripe`), so a load and a store
+            // lose no count, and need no locked instruction.
+            owned.store(owned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        } else {
+            // Relaxed: statistics only.
+            self.acquired_immediately_shared[stripe % SHARED_STRIPES]
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn add(&self, counter: Counter, n: u64) {
@@ -166,6 +181,7 @@ impl Stats {
         status.acquired_immediately = self
             .acquired_immediately
             .iter()
+            .chain(&self.acquired_immediately_shared)
             .map(|c| c.load(Ordering::Relaxed))
             .sum();
         status.creating = self.creating.load(Ordering::Relaxed);
@@ -186,5 +202,57 @@ impl Stats {
         status.discarded.hook = self.get(Counter::Hook);
         status.leaks_reported = self.get(Counter::Leaks);
         status.total_wait = Duration::from_nanos(self.get(Counter::WaitNanos));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Owned and shared stripes together count every acquire exactly: more
+    /// threads at once than there are owned stripes, and threads that end
+    /// and hand their stripes on.
+    #[test]
+    fn striped_counts_are_exact_across_threads() {
+        let stats = std::sync::Arc::new(Stats::new());
+        let count = |stats: &Stats| {
+            let mut status = crate::Status {
+                max_size: 0,
+                size: 0,
+                idle: 0,
+                in_use: 0,
+                creating: 0,
+                waiting: 0,
+                acquired_immediately: 0,
+                acquired_after_wait: 0,
+                timeouts: 0,
+                overloaded: 0,
+                created: 0,
+                create_errors: 0,
+                recycle_failures: 0,
+                discarded: Discarded::default(),
+                total_wait: Duration::ZERO,
+                leaks_reported: 0,
+            };
+            stats.snapshot_into(&mut status);
+            status.acquired_immediately
+        };
+        for round in 0..3 {
+            let threads: Vec<_> = (0..OWNED_STRIPES + 8)
+                .map(|_| {
+                    let stats = stats.clone();
+                    std::thread::spawn(move || {
+                        for _ in 0..10_000 {
+                            stats.acquired_immediately();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let expected = (round + 1) * (OWNED_STRIPES as u64 + 8) * 10_000;
+            assert_eq!(count(&stats), expected);
+        }
     }
 }

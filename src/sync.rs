@@ -56,23 +56,93 @@ pub(crate) fn registered_get<T: ?Sized>(entry: &Registered<T>) -> Option<StdArc<
     Some(entry.clone())
 }
 
-/// A small number fixed per thread (threads numbered round-robin on first
-/// use), for spreading per-thread writes over stripes of a counter.
+/// How many threads at a time can own a stripe of a per-thread counter
+/// (see [`thread_stripe`]).
+pub(crate) const OWNED_STRIPES: usize = 16;
+
+/// This thread's stripe of a per-thread counter: below [`OWNED_STRIPES`],
+/// a stripe that this thread alone writes, of every such counter (then a
+/// plain load and store count exactly, with no locked instruction); from
+/// `OWNED_STRIPES` on, a number fixed per thread, for a stripe that other
+/// threads write too (a read-modify-write).
+///
+/// Owned stripes go to the first threads that ask and come back when a
+/// thread ends (a thread-local's destructor), to the next thread that
+/// asks. The hand-over goes through a mutex, so the old owner's stores
+/// happen before the new owner's loads. A thread whose guard is gone
+/// (counting from another thread-local's destructor) counts shared.
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn thread_stripe() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    thread_local! {
-        // Relaxed: any spread will do.
-        static STRIPE: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stripe = stripes::STRIPE.get();
+    if stripe == stripes::UNCLAIMED {
+        return stripes::claim();
     }
-    STRIPE.with(|s| *s)
+    stripe
 }
 
-/// Loom does not see thread-locals: every thread uses stripe 0.
+/// Loom does not see thread-locals: every thread shares one stripe.
 #[cfg(loom)]
 pub(crate) fn thread_stripe() -> usize {
-    0
+    OWNED_STRIPES
+}
+
+#[cfg(not(loom))]
+mod stripes {
+    use super::OWNED_STRIPES;
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    pub(super) const UNCLAIMED: usize = usize::MAX;
+    /// The shared stripe of a thread whose guard was destroyed.
+    const GONE: usize = OWNED_STRIPES;
+
+    /// Owned stripes given back by threads that ended.
+    static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    /// How many stripes were given out (owned while below
+    /// `OWNED_STRIPES`).
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+    thread_local! {
+        /// No destructor, so reading it is one load.
+        pub(super) static STRIPE: Cell<usize> = const { Cell::new(UNCLAIMED) };
+        /// Gives an owned stripe back when the thread ends.
+        static GUARD: Guard = const { Guard };
+    }
+
+    struct Guard;
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let stripe = STRIPE.replace(GONE);
+            if stripe < OWNED_STRIPES {
+                FREE.lock().unwrap_or_else(|e| e.into_inner()).push(stripe);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn claim() -> usize {
+        // The guard first, so that an owned stripe always comes back.
+        let stripe = if GUARD.try_with(|_| ()).is_err() {
+            GONE
+        } else if let Some(free) = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            free
+        } else {
+            // Relaxed: only uniqueness matters, which the RMW gives.
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            if n < OWNED_STRIPES {
+                n
+            } else {
+                // Shared, and never `UNCLAIMED`.
+                OWNED_STRIPES + n % OWNED_STRIPES
+            }
+        };
+        STRIPE.set(stripe);
+        stripe
+    }
 }
 
 /// A cell whose exclusive access is guaranteed by a protocol, not by the

@@ -118,6 +118,27 @@ impl<'a> Deadline<'a> {
         }
     }
 
+    /// A deadline whose clock started at `started` (if it did): one over
+    /// the later phases of an acquire whose earlier phase had its own
+    /// (see `acquire`).
+    pub(crate) fn resume(
+        timeout: Option<Duration>,
+        timers: &'a Timers,
+        started: Option<Instant>,
+    ) -> Self {
+        Self {
+            timeout,
+            timers,
+            started,
+            timer: ManuallyDrop::new(None),
+        }
+    }
+
+    /// When the clock started, if it did.
+    pub(crate) fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
     /// Starts the clock now, unless it already runs; returns when it
     /// started. The deadline is that instant plus the timeout.
     pub(crate) fn start(&mut self) -> Instant {

@@ -361,6 +361,36 @@ async fn timeout_phases_and_last_error() {
     assert_eq!((s.size, s.discarded.cancelled), (0, 1));
 }
 
+/// One deadline spans a recycle that pends (and then passes its
+/// `recycle_timeout`) and the create that replaces the resource: the
+/// acquire ends 50 ms after it began, not 50 ms after the recycle gave up.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_spans_a_pending_recycle_and_the_create_after_it() {
+    let p = Pool::builder(TestManager::scripted(&[CreateStep::Ok, CreateStep::Never]))
+        .max_size(1)
+        .recycle_timeout(Duration::from_millis(10))
+        .acquire_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    drop(p.acquire().await.unwrap());
+    *p.manager().slow_recycle.lock().unwrap() = Some(Duration::from_secs(1));
+    let start = Instant::now();
+    match p.acquire().await {
+        Err(Error::Timeout {
+            phase: TimeoutPhase::Create,
+            last_error: None,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(start.elapsed(), Duration::from_millis(50));
+    let s = p.status();
+    assert_eq!((s.recycle_failures, s.discarded.recycle_failed), (1, 1));
+    tokio::time::sleep(Duration::from_millis(51)).await;
+    assert_eq!(p.status().size, 0);
+    p.manager().ledger.assert_all_dropped_once();
+}
+
 /// A create whose acquire gave up (deadline passed, or future dropped) is
 /// finished in the background and its resource serves the next acquire: no
 /// second create starts for the same slot, so a slow server sees at most

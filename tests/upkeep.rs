@@ -433,6 +433,39 @@ async fn a_leak_is_reported_once_naming_the_line() {
     assert_eq!(p.status().leaks_reported, 1);
 }
 
+/// The same for a checkout of an idle resource (the acquire's fast path)
+/// and for `acquire_timeout`.
+#[tokio::test(start_paused = true)]
+async fn a_leak_of_an_idle_resource_names_the_line() {
+    let (out, _guard) = capture();
+    let p = Pool::builder(TestManager::new())
+        .max_size(2)
+        .leak_threshold(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    drop((p.acquire().await.unwrap(), p.acquire().await.unwrap()));
+    assert_eq!(p.status().idle, 2);
+    let line = line!() + 1;
+    let first = p.acquire().await.unwrap();
+    let second = p.acquire_timeout(SEC).await.unwrap();
+    assert_eq!(p.status().created, 2, "both were idle");
+    sleep(Duration::from_secs(60)).await;
+    let text = out.text();
+    let reports: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("quickslot::leak"))
+        .collect();
+    assert_eq!(reports.len(), 2, "{text}");
+    for (n, line) in [(0, line), (1, line + 1)] {
+        let site = format!("tests/upkeep.rs:{line}:");
+        assert!(
+            reports.iter().any(|r| r.contains(&site)),
+            "report {n} names {site}: {reports:?}"
+        );
+    }
+    drop((first, second));
+}
+
 #[tokio::test(start_paused = true)]
 async fn tracing_names_create_failure_discard_and_timeout() {
     let (out, _guard) = capture();
