@@ -52,6 +52,9 @@ pub(crate) enum Timeout {
     /// The builder's `acquire_timeout`.
     Pool,
     /// The caller's.
+    // Given only by the methods that take a deadline, which need a runtime
+    // feature.
+    #[cfg_attr(not(any(feature = "tokio", feature = "smol")), allow(dead_code))]
     Given(Duration),
 }
 

@@ -6,7 +6,8 @@
 //! perf record -e cpu-clock -g target/release/one_cell quickslot 2 64 16 yield 3
 //! ```
 //!
-//! Arguments: pool (floor, semaphore, deadpool, bb8, quickslot), workers
+//! Arguments: pool (floor, semaphore, deadpool, bb8, quickslot, or
+//! quickslot-nodeadline: quickslot with `acquire_timeout(None)`), workers
 //! (0: one task on a current-thread runtime), tasks, pool size, hold (none
 //! or yield), seconds. Runs only the throughput pass (no latency
 //! recording, whose clock reads would fill a profile) and prints cycles/s.
@@ -14,7 +15,44 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quickslot_bench::{for_pool, runtime, timed_pass, BenchPool, Cell, Hold, Pass, ALL_POOLS};
+use quickslot_bench::{
+    for_pool, runtime, timed_pass, BenchPool, Cell, Hold, Noop, Pass, PoolKind, ALL_POOLS,
+};
+
+/// quickslot without a deadline on its waits, to measure what the default
+/// 30 s deadline costs.
+struct NoDeadline(quickslot::Pool<Noop>);
+
+impl BenchPool for NoDeadline {
+    type Guard<'a> = quickslot::Pooled<Noop>;
+    const KIND: PoolKind = PoolKind::Quickslot;
+
+    async fn build(size: usize) -> Self {
+        let pool = quickslot::Pool::builder(Noop)
+            .max_size(size)
+            .acquire_timeout(None)
+            .build()
+            .expect("quickslot build");
+        let held: Vec<_> = futures_fill(&pool, size).await;
+        drop(held);
+        NoDeadline(pool)
+    }
+
+    async fn acquire(&self) -> quickslot::Pooled<Noop> {
+        match self.0.acquire().await {
+            Ok(obj) => obj,
+            Err(_) => panic!("quickslot acquire failed"),
+        }
+    }
+}
+
+async fn futures_fill(pool: &quickslot::Pool<Noop>, n: usize) -> Vec<quickslot::Pooled<Noop>> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(pool.acquire().await.expect("prefill"));
+    }
+    held
+}
 
 fn throughput<P: BenchPool>(cell: &Cell, dur: Duration) -> Pass {
     let rt = runtime(cell);
@@ -34,9 +72,10 @@ fn main() {
     if args.len() != 6 {
         usage();
     }
+    let no_deadline = args[0] == "quickslot-nodeadline";
     let kind = ALL_POOLS
         .into_iter()
-        .find(|k| k.name() == args[0])
+        .find(|k| k.name() == args[0] || (no_deadline && *k == PoolKind::Quickslot))
         .unwrap_or_else(|| usage());
     let num = |i: usize| args[i].parse::<usize>().unwrap_or_else(|_| usage());
     let hold = match args[4].as_str() {
@@ -52,10 +91,14 @@ fn main() {
         hold,
     };
     let dur = Duration::from_secs_f64(secs);
-    let throughput = for_pool!(kind, P => throughput::<P>(&cell, dur));
+    let throughput = if no_deadline {
+        throughput::<NoDeadline>(&cell, dur)
+    } else {
+        for_pool!(kind, P => throughput::<P>(&cell, dur))
+    };
     println!(
         "{} {}: {:.2} M cycles/s",
-        kind.name(),
+        args[0],
         cell.id(),
         throughput.cycles_per_sec() / 1e6
     );
