@@ -11,7 +11,6 @@ use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::capacity::PermitWait;
 use crate::create::{CreateFail, InFlight};
 use crate::error::{Error, TimeoutPhase, TryAcquireError};
 use crate::guard::Pooled;
@@ -419,15 +418,30 @@ async fn permit_or_resource<M: Manager>(
     // Counted before the record is queued: the fence in `register` orders
     // both before the first look at the idle store below.
     let _awaiting = shared.await_permit();
-    let (mut wait, mut again) = PermitWait::register(budget, shared.member_id());
+    let permits = budget.permits();
+    let waiter = permits.new_waiter();
+    permits.register(&waiter);
+    // Leaves the line (passing on a permit granted meanwhile) unless done.
+    let mut registration = Registration {
+        core: permits,
+        waiter: &waiter,
+        done: false,
+    };
+    let mut again = budget.queued(shared.member_id());
     loop {
         // Listen, look, wait: a notification after the listen wakes it, and
         // a change before it is seen by the look.
-        let mut granted = wait.listen();
+        let mut granted = waiter.event().listen();
         let mut parked = shared.listen_parked();
-        if wait.take() {
-            slot.add_permit();
-            return Ok(Got::Room(slot));
+        match waiter.poll() {
+            Outcome::Granted(Grant::Slot) => {
+                registration.done = true;
+                slot.add_permit();
+                return Ok(Got::Room(slot));
+            }
+            Outcome::Granted(Grant::Item(never)) => match never {},
+            // The budget is never closed.
+            Outcome::Waiting | Outcome::Closed => {}
         }
         if core.is_closed() {
             return Err(Error::Closed);

@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use crate::rt::Instant;
 
-use crate::handoff::{Grant, Outcome, Waiter};
+use crate::handoff::Grant;
 use crate::idle::ReuseOrder;
 use crate::raw::Core;
 use crate::sync::{Arc, AtomicU64, Ordering, Registered, SegQueue, StdArc};
@@ -212,6 +212,25 @@ impl Budget {
         self.permits.release(Grant::Slot);
     }
 
+    /// The core whose slots are the permits (for a waiter's record).
+    pub(crate) fn permits(&self) -> &Core<std::convert::Infallible> {
+        &self.permits
+    }
+
+    /// After a waiter queued in the line (the fence is in the core's
+    /// `register`): asks the other members for an idle resource; see
+    /// [`reclaim_for`](Self::reclaim_for).
+    pub(crate) fn queued(&self, asker: u64) -> Option<Instant> {
+        #[cfg(not(quickslot_bug = "no_reclaim_look"))]
+        let again = self.reclaim_for(asker);
+        #[cfg(quickslot_bug = "no_reclaim_look")]
+        let again = {
+            let _ = asker;
+            None
+        };
+        again
+    }
+
     /// A new id for a member pool.
     pub(crate) fn member_id(&self) -> u64 {
         // Relaxed: only uniqueness matters, which the RMW gives.
@@ -227,14 +246,23 @@ impl Budget {
     /// every other entry back; a concurrent reclaim may miss a member for
     /// that instant, which costs it nothing but a chance.
     pub(crate) fn leave(&self, id: u64) {
+        self.each_member(|member| member.member_id() != id);
+    }
+
+    /// Visits each member once, in turn (pop, look, push back), leaving out
+    /// the dropped ones and those `keep` says go. Lock-free; a concurrent
+    /// visit may miss a member for the instant it is out.
+    fn each_member(&self, mut keep: impl FnMut(&dyn Member) -> bool) {
         for _ in 0..self.members.len() {
             let Some(entry) = self.members.pop() else {
                 break;
             };
-            match crate::sync::registered_get(&entry) {
-                Some(member) if member.member_id() != id => self.members.push(entry),
-                // Gone, or the one leaving.
-                _ => {}
+            // A dropped pool is left out.
+            let Some(member) = crate::sync::registered_get(&entry) else {
+                continue;
+            };
+            if keep(&*member) {
+                self.members.push(entry);
             }
         }
     }
@@ -245,25 +273,22 @@ impl Budget {
     pub(crate) fn reclaim_for(&self, asker: u64) -> Option<Instant> {
         let grace = self.grace();
         let mut next: Option<Instant> = None;
-        for _ in 0..self.members.len() {
-            let Some(entry) = self.members.pop() else {
-                break;
-            };
-            let Some(member) = crate::sync::registered_get(&entry) else {
-                // Dropped pool: leave it out.
-                continue;
-            };
-            self.members.push(entry);
-            if member.member_id() == asker {
-                continue;
+        let mut done = false;
+        self.each_member(|member| {
+            if !done && member.member_id() != asker {
+                match member.reclaim_idle(grace) {
+                    Reclaim::Done => done = true,
+                    Reclaim::NotBefore(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                    Reclaim::Nothing => {}
+                }
             }
-            match member.reclaim_idle(grace) {
-                Reclaim::Done => return None,
-                Reclaim::NotBefore(at) => next = Some(next.map_or(at, |n| n.min(at))),
-                Reclaim::Nothing => {}
-            }
+            true
+        });
+        if done {
+            None
+        } else {
+            next
         }
-        next
     }
 }
 
@@ -286,64 +311,6 @@ pub(crate) trait Member: Send + Sync {
     /// unless the pool's own acquires wait or it would leave fewer than
     /// `min_idle` idle.
     fn reclaim_idle(&self, grace: Duration) -> Reclaim;
-}
-
-/// An acquire waiting for a permit: its record in the budget's line. Leaves
-/// the line (passing on a permit it was granted meanwhile) unless it took
-/// the permit.
-pub(crate) struct PermitWait<'a> {
-    budget: &'a Budget,
-    waiter: Arc<Waiter<std::convert::Infallible>>,
-    done: bool,
-}
-
-impl<'a> PermitWait<'a> {
-    /// Queues a record; then, the line being visible to every member (the
-    /// fence is in the core's `register`), asks the others for an idle
-    /// resource. Returns the record and when to ask again.
-    pub(crate) fn register(budget: &'a Budget, asker: u64) -> (Self, Option<Instant>) {
-        let waiter = budget.permits.new_waiter();
-        budget.permits.register(&waiter);
-        let wait = Self {
-            budget,
-            waiter,
-            done: false,
-        };
-        #[cfg(not(quickslot_bug = "no_reclaim_look"))]
-        let again = budget.reclaim_for(asker);
-        #[cfg(quickslot_bug = "no_reclaim_look")]
-        let again = {
-            let _ = asker;
-            None
-        };
-        (wait, again)
-    }
-
-    /// Whether a permit was handed over (then this record owns it, and the
-    /// caller takes it: the record is done).
-    pub(crate) fn take(&mut self) -> bool {
-        match self.waiter.poll() {
-            Outcome::Granted(Grant::Slot) => {
-                self.done = true;
-                true
-            }
-            Outcome::Granted(Grant::Item(never)) => match never {},
-            // The budget is never closed.
-            Outcome::Waiting | Outcome::Closed => false,
-        }
-    }
-
-    pub(crate) fn listen(&self) -> crate::sync::EventListener {
-        self.waiter.event().listen()
-    }
-}
-
-impl Drop for PermitWait<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.budget.permits.cancel(&self.waiter);
-        }
-    }
 }
 
 /// Registers `member` with the budget. Normal builds keep a weak

@@ -114,7 +114,7 @@ pub(crate) struct Core<T, S: Sink<T> = JustDrop> {
     creates: bool,
     /// Unit tests: run once while a compaction holds a live record.
     #[cfg(test)]
-    hold_hook: std::sync::Mutex<Option<HoldHook<T, S>>>,
+    hold_hook: crate::sync::Mutex<Option<HoldHook<T, S>>>,
 }
 
 #[cfg(test)]
@@ -175,7 +175,7 @@ impl<T, S: Sink<T>> Core<T, S> {
             sink,
             creates: true,
             #[cfg(test)]
-            hold_hook: std::sync::Mutex::new(None),
+            hold_hook: crate::sync::Mutex::new(None),
         }
     }
 
