@@ -52,30 +52,7 @@ fn in_ci() -> bool {
     std::env::var_os("CI").is_some()
 }
 
-/// The server URL, or `None` (with a note) when none is configured locally.
-///
-/// # Panics
-///
-/// When `CI` is set and `QUICKSLOT_PG_URL` is not (unless
-/// `QUICKSLOT_SKIP_PG=1`).
-fn pg_url() -> Option<String> {
-    if std::env::var_os("QUICKSLOT_SKIP_PG").is_some_and(|v| v == "1") {
-        eprintln!("skipping: QUICKSLOT_SKIP_PG=1");
-        return None;
-    }
-    match std::env::var("QUICKSLOT_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                !in_ci(),
-                "QUICKSLOT_PG_URL is not set but CI is: run the chaos tests through \
-                 scripts/with-postgres"
-            );
-            eprintln!("skipping: QUICKSLOT_PG_URL is not set (use scripts/with-postgres)");
-            None
-        }
-    }
-}
+use quickslot_testkit::pg_url;
 
 /// The scenarios share one server (scenario 1 restarts it): they run one
 /// at a time whatever `--test-threads` says.

@@ -15,31 +15,7 @@ use quickslot::Error;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-/// The server URL, or `None` (with a note) when none is configured locally.
-///
-/// # Panics
-///
-/// When `CI` is set and `QUICKSLOT_PG_URL` is not (unless
-/// `QUICKSLOT_SKIP_PG=1`): CI must really run these.
-fn pg_url() -> Option<String> {
-    if std::env::var_os("QUICKSLOT_SKIP_PG").is_some_and(|v| v == "1") {
-        eprintln!("skipping: QUICKSLOT_SKIP_PG=1");
-        return None;
-    }
-    match std::env::var("QUICKSLOT_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "QUICKSLOT_PG_URL is not set but CI is: run the PostgreSQL tests \
-                     through scripts/with-postgres"
-                );
-            }
-            eprintln!("skipping: QUICKSLOT_PG_URL is not set (use scripts/with-postgres)");
-            None
-        }
-    }
-}
+use quickslot_testkit::pg_url;
 
 macro_rules! url_or_skip {
     () => {
