@@ -389,7 +389,8 @@ async fn wait<M: Manager>(
     };
     registration.done = true;
     drop(registration);
-    drop(waiter);
+    // The listener is gone: the record may serve this thread's next wait.
+    core.retire_waiter(waiter);
     result
 }
 
@@ -475,18 +476,13 @@ async fn permit_or_resource<M: Manager>(
 
 /// Counts a wait that ended with a grant (`served`) or the pool closed.
 fn count_wait<M: Manager>(shared: &Shared<M>, started: Instant, served: bool) {
-    let stats = shared.stats();
-    if served {
-        stats.add(Counter::AcquiredAfterWait, 1);
-    }
     let waited = started.elapsed();
     if served && shared.config().fail_fast_when_late {
         shared.rate().record(shared.clock(started + waited));
     }
-    stats.add(
-        Counter::WaitNanos,
-        u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
-    );
+    shared
+        .stats()
+        .waited(served, u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX));
     #[cfg(feature = "metrics")]
     if let Some(m) = shared.metrics() {
         m.acquire_wait.record(waited);

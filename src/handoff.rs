@@ -75,6 +75,21 @@ impl<T> Waiter<T> {
         }
     }
 
+    /// Makes a finished record (granted and taken, closed or cancelled)
+    /// ready for another wait. Exclusive access: nobody else holds it, so
+    /// no offerer or closer can reach it. Its event has no listener (the
+    /// wait's was dropped) and keeps its allocation.
+    pub(crate) fn reset(&mut self) {
+        debug_assert!(
+            self.cell.with_mut(|cell| {
+                // SAFETY: `&mut self`: no other thread can reach the cell.
+                unsafe { (*cell).is_none() }
+            }),
+            "a finished waiter record holds no grant"
+        );
+        self.state = AtomicU8::new(WAITING);
+    }
+
     /// The record's event, notified once, after its state leaves WAITING.
     /// Waiters listen, re-check the state, then wait.
     pub(crate) fn event(&self) -> &Event {
@@ -82,7 +97,8 @@ impl<T> Waiter<T> {
     }
 
     /// Hands `grant` to the waiter. Only the thread that popped this record
-    /// may call it, once. Returns the grant if the waiter is gone.
+    /// may call it, once. Returns the grant if the waiter is gone; on
+    /// success the caller then calls [`wake`](Waiter::wake).
     pub(crate) fn offer(&self, grant: Grant<T>) -> Result<(), Grant<T>> {
         // SAFETY: we popped this record, so no other offerer or closer can
         // reach it, and the waiter does not read the cell until it sees
@@ -100,13 +116,9 @@ impl<T> Waiter<T> {
             self.state
                 .compare_exchange(WAITING, GRANTED, Ordering::Relaxed, Ordering::Acquire);
         match published {
-            Ok(_) => {
-                // One notification for the one listener of this record.
-                // event-listener's notify synchronises with the listener's
-                // wake-up, after which the waiter sees GRANTED.
-                self.event.notify_additional(1);
-                Ok(())
-            }
+            // The offerer wakes the waiter (`wake`) once it has done its
+            // own book-keeping.
+            Ok(_) => Ok(()),
             Err(_) => {
                 // SAFETY: the CAS failed, so the waiter cancelled and will
                 // never read the cell; we are still its only user.
@@ -116,6 +128,14 @@ impl<T> Waiter<T> {
                     .expect("the grant written above"))
             }
         }
+    }
+
+    /// Wakes the waiter after a successful [`offer`](Waiter::offer).
+    pub(crate) fn wake(&self) {
+        // One notification for the one listener of this record.
+        // event-listener's notify synchronises with the listener's wake-up,
+        // after which the waiter sees GRANTED.
+        self.event.notify_additional(1);
     }
 
     /// Tells the waiter the pool closed. Same caller rule as [`offer`].

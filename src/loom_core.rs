@@ -93,6 +93,12 @@ impl Core {
         }
     }
 
+    /// Ends a finished wait: its record may serve a later one (as the
+    /// pool's acquire does once its listener is gone).
+    pub fn retire(&self, waiter: Waiter) {
+        self.0.retire_waiter(waiter.0);
+    }
+
     /// Gives up a wait (a dropped acquire); a grant it raced goes on.
     pub fn cancel(&self, waiter: &Waiter) {
         self.0.cancel(&waiter.0);

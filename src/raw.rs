@@ -11,6 +11,8 @@
 //! * `idle`: resources nobody holds.
 //! * `queue`: waiter records in arrival order (it may also hold records whose
 //!   waiter gave up; they are skipped).
+//! * `spare_waiters`: finished records nobody else holds, kept for reuse
+//!   (each back in `WAITING`, its cell empty, its event without listeners).
 //! * `waiters`: how many records are registered and not yet granted,
 //!   cancelled or closed, plus the `SHRINKING` bit on top. It gates the fast
 //!   path: while it is non-zero, an arrival never takes an idle resource, so
@@ -44,8 +46,11 @@ use crate::handoff::{Grant, Outcome, Waiter};
 use crate::idle::{IdleStore, ReuseOrder};
 use crate::sync::{
     fence, Arc, ArrayQueue, AtomicBool, AtomicUsize, CachePadded, Event, EventListener, Ordering,
-    SegQueue,
+    SegQueue, Spares,
 };
+
+/// How many finished waiter records a core keeps per thread stripe.
+const SPARE_WAITERS: usize = 64;
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
@@ -98,6 +103,8 @@ pub(crate) struct Core<T, S: Sink<T> = JustDrop> {
     /// The head of the line, when a compaction put a live record back: it
     /// is older than everything in `queue`. Pushed to only by the compactor.
     front: ArrayQueue<Arc<Waiter<T>>>,
+    /// Finished waiter records, for reuse, striped by thread.
+    spare_waiters: Spares<Arc<Waiter<T>>>,
     /// Resources dropped because the pool was closed. Statistics only.
     dropped_closed: AtomicUsize,
     /// Resources dropped because a shrink left the pool too large.
@@ -169,6 +176,7 @@ impl<T, S: Sink<T>> Core<T, S> {
             idle: IdleStore::new(order, capacity),
             queue: SegQueue::new(),
             front: ArrayQueue::new(1),
+            spare_waiters: Spares::new(SPARE_WAITERS),
             dropped_closed: AtomicUsize::new(0),
             dropped_resized: AtomicUsize::new(0),
             emptied: Event::new(),
@@ -335,11 +343,26 @@ impl<T, S: Sink<T>> Core<T, S> {
         self.try_grow().map(|()| Grant::Slot)
     }
 
-    /// A waiter record for a new wait. A fresh allocation: a shared cache
-    /// of finished records would be a line that every wait on every core
-    /// writes (see `implementation`).
+    /// A waiter record for a new wait: a finished one of this thread's
+    /// stripe (see [`retire_waiter`](Self::retire_waiter)), or a fresh
+    /// one.
+    #[inline]
     pub(crate) fn new_waiter(&self) -> Arc<Waiter<T>> {
-        Arc::new(Waiter::new())
+        self.spare_waiters
+            .take()
+            .unwrap_or_else(|| Arc::new(Waiter::new()))
+    }
+
+    /// Keeps a finished waiter record for a later wait on this thread, if
+    /// nobody else holds it (a releaser that popped it may still): a reused
+    /// record keeps its event's allocation, so a wait then allocates
+    /// nothing. Call it after the wait's listener is gone.
+    #[inline]
+    pub(crate) fn retire_waiter(&self, mut waiter: Arc<Waiter<T>>) {
+        if let Some(record) = Arc::get_mut(&mut waiter) {
+            record.reset();
+            let _ = self.spare_waiters.keep(waiter);
+        }
     }
 
     /// Publishes a waiter record. The caller listens on it first.
@@ -592,8 +615,13 @@ impl<T, S: Sink<T>> Core<T, S> {
             match waiter.offer(grant) {
                 Ok(()) => {
                     // SeqCst: the granted record stops counting (see
-                    // `register`).
+                    // `register`). Before the wake-up: a woken waiter that
+                    // looks at the count (a shared capacity's member
+                    // parking what it was served) does not find itself
+                    // still counted. One that saw GRANTED on its own, still
+                    // running, may (see `Shared::after_park`).
                     self.waiters.fetch_sub(1, Ordering::SeqCst);
+                    waiter.wake();
                     return Ok(());
                 }
                 Err(back) => {

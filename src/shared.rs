@@ -446,10 +446,12 @@ impl<M: Manager> Shared<M> {
         // SeqCst fence: pairs with the fence a waiter issues after counting
         // itself in `awaiting_permit`, or after queueing in the budget's
         // line (Dekker): either we see it below, or it sees what we parked.
-        // The budget's count may still hold a waiter that was just served
-        // (its releaser takes it off the count after the hand-over): then
-        // an idle resource is closed for nobody, and its unit is free. A
-        // needless close, never a lost unit (loom model m10a).
+        // The budget's count may still hold a waiter that was just served:
+        // its releaser takes it off the count after publishing the grant
+        // (before waking it, so a waiter woken by it is off the count; one
+        // that saw the grant while still running may not be). Then an idle
+        // resource is closed for nobody, and its unit is free. A needless
+        // close, never a lost unit (loom model m10a).
         fence(Ordering::SeqCst);
         #[cfg(not(quickslot_bug = "no_park_look"))]
         if self.awaiting_permit() > 0 {

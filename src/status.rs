@@ -83,7 +83,6 @@ pub struct Discarded {
 /// Counter kinds, indexing [`Stats::cold`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Counter {
-    AcquiredAfterWait,
     Timeouts,
     Overloaded,
     Created,
@@ -99,25 +98,50 @@ pub(crate) enum Counter {
     Panicked,
     Hook,
     Leaks,
-    WaitNanos,
 }
 
-const COLD: usize = Counter::WaitNanos as usize + 1;
+const COLD: usize = Counter::Leaks as usize + 1;
 
 /// Stripes of the per-acquire counter that threads without an owned stripe
 /// share (round-robin).
 const SHARED_STRIPES: usize = 8;
 
+/// The counters that every acquire writes: one stripe of them.
+#[derive(Debug, Default)]
+struct Hot {
+    /// Acquires served without waiting.
+    immediately: AtomicU64,
+    /// Acquires served after a wait.
+    after_wait: AtomicU64,
+    /// Nanoseconds spent waiting, served or not.
+    wait_nanos: AtomicU64,
+}
+
+impl Hot {
+    /// Adds `n` to `counter` of a stripe that only this thread writes.
+    #[inline]
+    fn add_owned(counter: &AtomicU64, n: u64) {
+        // Relaxed: statistics only. This thread is the stripe's one writer
+        // (see `sync::thread_stripe`), so a load and a store lose no
+        // count, and need no locked instruction.
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+}
+
 /// Cumulative statistics. Every access is Relaxed: these are pure
 /// statistics, never used to make a decision.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    /// Bumped on every acquire served without waiting: striped, each
-    /// stripe on its own cache line, so cores do not write one line. A
-    /// thread that owns a stripe (see `sync::thread_stripe`) counts with a plain
-    /// load and store; others share the `shared` stripes.
-    acquired_immediately: [CachePadded<AtomicU64>; OWNED_STRIPES],
-    acquired_immediately_shared: [CachePadded<AtomicU64>; SHARED_STRIPES],
+    /// The counters every acquire writes (served at once, served after a
+    /// wait, time waited): striped, each stripe on its own cache line, so
+    /// cores do not write one line. A thread that owns a stripe (see
+    /// `sync::thread_stripe`) counts with a plain load and store; others
+    /// share the `shared` stripes.
+    hot: [CachePadded<Hot>; OWNED_STRIPES],
+    hot_shared: [CachePadded<Hot>; SHARED_STRIPES],
     /// Creates in flight (a gauge).
     creating: CachePadded<AtomicUsize>,
     /// Slow-path counters, together on their own lines.
@@ -127,28 +151,54 @@ pub(crate) struct Stats {
 impl Stats {
     pub(crate) fn new() -> Self {
         Self {
-            acquired_immediately: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
-            acquired_immediately_shared: std::array::from_fn(|_| {
-                CachePadded::new(AtomicU64::new(0))
-            }),
+            hot: std::array::from_fn(|_| CachePadded::new(Hot::default())),
+            hot_shared: std::array::from_fn(|_| CachePadded::new(Hot::default())),
             creating: CachePadded::new(AtomicUsize::new(0)),
             cold: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
 
+    /// Counts an acquire served without waiting.
     #[inline]
     pub(crate) fn acquired_immediately(&self) {
         let stripe = crate::sync::thread_stripe();
-        if let Some(owned) = self.acquired_immediately.get(stripe) {
-            // Relaxed: statistics only. This thread is the stripe's one
-            // writer (see `sync::thread_stripe`), so a load and a store
-            // lose no count, and need no locked instruction.
-            owned.store(owned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if let Some(owned) = self.hot.get(stripe) {
+            Hot::add_owned(&owned.immediately, 1);
         } else {
             // Relaxed: statistics only.
-            self.acquired_immediately_shared[stripe % SHARED_STRIPES]
+            self.hot_shared[stripe % SHARED_STRIPES]
+                .immediately
                 .fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a wait of `nanos` that ended served (`served`) or not.
+    #[inline]
+    pub(crate) fn waited(&self, served: bool, nanos: u64) {
+        let stripe = crate::sync::thread_stripe();
+        if let Some(owned) = self.hot.get(stripe) {
+            if served {
+                Hot::add_owned(&owned.after_wait, 1);
+            }
+            Hot::add_owned(&owned.wait_nanos, nanos);
+        } else {
+            let shared = &self.hot_shared[stripe % SHARED_STRIPES];
+            // Relaxed: statistics only.
+            if served {
+                shared.after_wait.fetch_add(1, Ordering::Relaxed);
+            }
+            shared.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// The sum of one hot counter over every stripe.
+    fn hot_sum(&self, counter: impl Fn(&Hot) -> &AtomicU64) -> u64 {
+        self.hot
+            .iter()
+            .chain(&self.hot_shared)
+            // Relaxed: statistics only.
+            .map(|stripe| counter(stripe).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     pub(crate) fn add(&self, counter: Counter, n: u64) {
@@ -178,14 +228,9 @@ impl Stats {
 
     pub(crate) fn snapshot_into(&self, status: &mut Status) {
         // Relaxed: statistics only.
-        status.acquired_immediately = self
-            .acquired_immediately
-            .iter()
-            .chain(&self.acquired_immediately_shared)
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum();
+        status.acquired_immediately = self.hot_sum(|hot| &hot.immediately);
         status.creating = self.creating.load(Ordering::Relaxed);
-        status.acquired_after_wait = self.get(Counter::AcquiredAfterWait);
+        status.acquired_after_wait = self.hot_sum(|hot| &hot.after_wait);
         status.timeouts = self.get(Counter::Timeouts);
         status.overloaded = self.get(Counter::Overloaded);
         status.created = self.get(Counter::Created);
@@ -201,7 +246,7 @@ impl Stats {
         status.discarded.cancelled = self.get(Counter::Cancelled);
         status.discarded.hook = self.get(Counter::Hook);
         status.leaks_reported = self.get(Counter::Leaks);
-        status.total_wait = Duration::from_nanos(self.get(Counter::WaitNanos));
+        status.total_wait = Duration::from_nanos(self.hot_sum(|hot| &hot.wait_nanos));
     }
 }
 
@@ -235,15 +280,20 @@ mod tests {
                 leaks_reported: 0,
             };
             stats.snapshot_into(&mut status);
-            status.acquired_immediately
+            (
+                status.acquired_immediately,
+                status.acquired_after_wait,
+                status.total_wait,
+            )
         };
         for round in 0..3 {
             let threads: Vec<_> = (0..OWNED_STRIPES + 8)
                 .map(|_| {
                     let stats = stats.clone();
                     std::thread::spawn(move || {
-                        for _ in 0..10_000 {
+                        for i in 0..10_000 {
                             stats.acquired_immediately();
+                            stats.waited(i % 2 == 0, 3);
                         }
                     })
                 })
@@ -252,7 +302,8 @@ mod tests {
                 t.join().unwrap();
             }
             let expected = (round + 1) * (OWNED_STRIPES as u64 + 8) * 10_000;
-            assert_eq!(count(&stats), expected);
+            let waits = Duration::from_nanos(3 * expected);
+            assert_eq!(count(&stats), (expected, expected / 2, waits));
         }
     }
 }

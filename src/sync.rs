@@ -145,6 +145,62 @@ mod stripes {
     }
 }
 
+/// Spare values kept for reuse (finished timers, waiter records), striped
+/// by thread: a value is taken from, and kept in, the stripe of the thread
+/// at hand (see [`thread_stripe`]), so two cores do not pass one queue's
+/// cache lines back and forth on every use. A stripe is made on first use.
+#[derive(Debug)]
+pub(crate) struct Spares<T> {
+    #[cfg(not(loom))]
+    stripes: [std::sync::OnceLock<CachePadded<ArrayQueue<T>>>; OWNED_STRIPES + 1],
+    /// Under loom (one stripe for every thread, see [`thread_stripe`]), the
+    /// one stripe, made at once: std's `OnceLock` would block where loom
+    /// cannot see it.
+    #[cfg(loom)]
+    stripe: ArrayQueue<T>,
+    per_stripe: usize,
+}
+
+impl<T> Spares<T> {
+    /// Keeps at most `per_stripe` values in each stripe.
+    pub(crate) fn new(per_stripe: usize) -> Self {
+        Self {
+            #[cfg(not(loom))]
+            stripes: std::array::from_fn(|_| std::sync::OnceLock::new()),
+            #[cfg(loom)]
+            stripe: ArrayQueue::new(per_stripe),
+            per_stripe,
+        }
+    }
+
+    #[cfg(not(loom))]
+    #[inline]
+    fn stripe(&self) -> &ArrayQueue<T> {
+        // Threads past the owned stripes share the last one.
+        let stripe = thread_stripe().min(OWNED_STRIPES);
+        self.stripes[stripe].get_or_init(|| CachePadded::new(ArrayQueue::new(self.per_stripe)))
+    }
+
+    #[cfg(loom)]
+    fn stripe(&self) -> &ArrayQueue<T> {
+        let _ = self.per_stripe;
+        &self.stripe
+    }
+
+    /// A spare value of this thread's stripe, if it has one.
+    #[inline]
+    pub(crate) fn take(&self) -> Option<T> {
+        self.stripe().pop()
+    }
+
+    /// Keeps `value` in this thread's stripe; gives it back if that is
+    /// full.
+    #[inline]
+    pub(crate) fn keep(&self, value: T) -> Result<(), T> {
+        self.stripe().push(value)
+    }
+}
+
 /// A cell whose exclusive access is guaranteed by a protocol, not by the
 /// type system. Under loom it is loom's `UnsafeCell`, which checks that the
 /// protocol really gives exclusive access in every explored interleaving.

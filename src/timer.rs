@@ -6,7 +6,10 @@
 //! wheel (register on first poll, deregister on drop) and a runtime-handle
 //! clone (see [`implementation`](crate::implementation) for what it cost).
 //!
-//! So a pool keeps finished timers and reuses them. A reused timer is still
+//! So a pool keeps finished timers and reuses them, in a cache striped by
+//! thread ([`Spares`]): a wait takes a timer from its thread's stripe and
+//! leaves it in the stripe of the thread it ends on, so the cache is no
+//! line that two cores write on every wait. A reused timer is still
 //! registered in the wheel, and moving it to a *later* deadline is one
 //! compare-and-swap in Tokio (`Sleep::reset` extends the registered entry in
 //! place; the wheel re-files it when the old instant comes). Deadlines of
@@ -24,7 +27,7 @@
 //!
 //! A cached timer keeps the waker of the last task that polled it until it
 //! is reused, fires or is dropped with the pool: at most [`CACHED_TIMERS`]
-//! wakers per pool, a bounded amount of retained memory. A timer that fires
+//! wakers per stripe, a bounded amount of retained memory. A timer that fires
 //! while cached wakes that task once, spuriously, which futures tolerate.
 
 use std::future::{poll_fn, Future};
@@ -34,27 +37,32 @@ use std::task::{ready, Poll};
 use std::time::Duration;
 
 use crate::rt::{self, Here, Instant, Sleep};
-use crate::sync::ArrayQueue;
+use crate::sync::Spares;
 
-/// How many idle timers a pool keeps: enough for every waiter of a pool
-/// with a few hundred tasks queued, about 100 bytes each.
-pub(crate) const CACHED_TIMERS: usize = 512;
+/// How many idle timers a pool keeps per thread stripe (see
+/// [`Timers`]), about 100 bytes each: enough for the waits a few hundred
+/// tasks queued on one worker have in flight.
+pub(crate) const CACHED_TIMERS: usize = 128;
 
 /// A timer (with the runtime it belongs to) lives in one allocation, so
 /// `Option<Timer>` is a nullable pointer whose drop on the (common) unarmed
 /// path is one test.
 type Timer = Pin<Box<Sleep>>;
 
-/// A pool's idle timers.
+/// A pool's idle timers, striped by thread: a wait arms a timer from its
+/// thread's stripe and gives it back to the stripe of the thread it ends
+/// on, so two cores do not pass one queue's cache lines back and forth on
+/// every wait. Stripes are made on first use (a pool whose acquires never
+/// wait allocates none).
 #[derive(Debug)]
 pub(crate) struct Timers {
-    idle: ArrayQueue<Timer>,
+    idle: Spares<Timer>,
 }
 
 impl Timers {
     pub(crate) fn new() -> Self {
         Self {
-            idle: ArrayQueue::new(CACHED_TIMERS),
+            idle: Spares::new(CACHED_TIMERS),
         }
     }
 
@@ -70,7 +78,7 @@ impl Timers {
     )]
     fn arm(&self, at: Instant) -> Timer {
         let here = Here::current();
-        if let Some(mut timer) = self.idle.pop() {
+        if let Some(mut timer) = self.idle.take() {
             if timer.belongs_to(here) {
                 // A timer still pending at or before `at` is used as it is:
                 // if it fires first, `Deadline::run` moves it on to `at`.
@@ -90,7 +98,7 @@ impl Timers {
     /// is not worth keeping (see [`Sleep::reusable`]).
     fn put_back(&self, timer: Timer) {
         if timer.reusable() {
-            let _ = self.idle.push(timer);
+            let _ = self.idle.keep(timer);
         }
     }
 }

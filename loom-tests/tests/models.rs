@@ -731,3 +731,34 @@ fn c9_bounded_line_admits_exactly_up_to_its_bound() {
         assert_eq!(core.waiting(), 1);
     });
 }
+
+/// c10: a finished record serves the next wait: each of two threads waits
+/// for the one item, retires its record (kept only if the releaser let go
+/// of it), and releases the item, so a thread may queue with a record the
+/// other just finished with. Both waits are served and the item ends idle;
+/// then a wait from the spare records, with nobody racing.
+#[test]
+fn c10_a_reused_record_serves_the_next_wait() {
+    check("c10_a_reused_record_serves_the_next_wait", || {
+        let core = full(1);
+        let wait_and_pass_on = |core: &Core| {
+            let waiter = core.register();
+            let got = loom::future::block_on(core.wait(&waiter));
+            core.retire(waiter);
+            assert_eq!(got, Got::Item(7));
+            core.release_item(7);
+        };
+        let c = core.clone();
+        let first = thread::spawn(move || wait_and_pass_on(&c));
+        core.release_item(7);
+        wait_and_pass_on(&core);
+        first.join().unwrap();
+        assert_eq!((core.idle_len(), core.waiting(), core.size()), (1, 0, 1));
+        assert_eq!(core.try_acquire(), Got::Item(7));
+        let waiter = core.register();
+        assert_eq!(core.poll(&waiter), Got::Waiting);
+        core.release_item(7);
+        assert_eq!(core.poll(&waiter), Got::Item(7));
+        core.retire(waiter);
+    });
+}
