@@ -886,6 +886,48 @@ mod tests {
         }
     }
 
+    /// A finished record nobody else holds serves the next wait on this
+    /// thread, back in `WAITING`; one still held elsewhere (a releaser
+    /// that popped it) is not kept; a record kept on one thread does not
+    /// serve another.
+    #[test]
+    fn finished_records_are_reused_only_when_unshared() {
+        let core = Core::<u32>::new(1, 1, ReuseOrder::Fifo);
+        assert!(core.try_grow().is_ok());
+        let first = core.new_waiter();
+        core.register(&first);
+        core.release(Grant::Item(7));
+        assert!(matches!(granted(&first), Some(Grant::Item(7))));
+        let first_ptr = Arc::as_ptr(&first);
+        core.retire_waiter(first);
+        let second = core.new_waiter();
+        assert_eq!(Arc::as_ptr(&second), first_ptr, "the retired record");
+        assert!(second.is_waiting());
+        // Held twice (as a releaser holds a record it popped): not kept.
+        let other = second.clone();
+        core.retire_waiter(second);
+        let third = core.new_waiter();
+        assert_ne!(Arc::as_ptr(&third), first_ptr);
+        drop(other);
+        // Kept on this thread, not taken by another (when both own a
+        // stripe: threads past the owned ones share one).
+        let third_ptr = Arc::as_ptr(&third) as usize;
+        core.retire_waiter(third);
+        let (elsewhere, their_stripe) = std::thread::scope(|s| {
+            s.spawn(|| {
+                let stripe = crate::sync::thread_stripe();
+                (Arc::as_ptr(&core.new_waiter()) as usize, stripe)
+            })
+            .join()
+            .unwrap()
+        });
+        let owned = |stripe| stripe < crate::sync::OWNED_STRIPES;
+        if owned(crate::sync::thread_stripe()) && owned(their_stripe) {
+            assert_ne!(elsewhere, third_ptr);
+            assert_eq!(Arc::as_ptr(&core.new_waiter()) as usize, third_ptr);
+        }
+    }
+
     /// A full pool of two, with `live` waiters queued and `cancelled` more
     /// that registered and gave up (the last cancel compacts).
     fn full_pool_with_waiters(live: usize) -> (Arc<Core<u32>>, Vec<Arc<Waiter<u32>>>) {

@@ -301,3 +301,21 @@ mod loom_queues {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Spares;
+
+    /// A stripe keeps at most its bound and gives back the rest; what it
+    /// keeps comes back in the order of its queue.
+    #[test]
+    fn spares_keep_at_most_their_bound_per_stripe() {
+        let spares = Spares::new(2);
+        assert_eq!(spares.keep(1), Ok(()));
+        assert_eq!(spares.keep(2), Ok(()));
+        assert_eq!(spares.keep(3), Err(3));
+        assert_eq!(spares.take(), Some(1));
+        assert_eq!(spares.take(), Some(2));
+        assert_eq!(spares.take(), None);
+    }
+}
