@@ -151,8 +151,11 @@ mod stripes {
 /// cache lines back and forth on every use. A stripe is made on first use.
 #[derive(Debug)]
 pub(crate) struct Spares<T> {
+    /// Boxed, so a pool whose acquires never wait carries a pointer per
+    /// stripe, not a queue (whose head and tail are padded to their own
+    /// cache lines).
     #[cfg(not(loom))]
-    stripes: [std::sync::OnceLock<CachePadded<ArrayQueue<T>>>; OWNED_STRIPES + 1],
+    stripes: [std::sync::OnceLock<Box<ArrayQueue<T>>>; OWNED_STRIPES + 1],
     /// Under loom (one stripe for every thread, see [`thread_stripe`]), the
     /// one stripe, made at once: std's `OnceLock` would block where loom
     /// cannot see it.
@@ -178,7 +181,7 @@ impl<T> Spares<T> {
     fn stripe(&self) -> &ArrayQueue<T> {
         // Threads past the owned stripes share the last one.
         let stripe = thread_stripe().min(OWNED_STRIPES);
-        self.stripes[stripe].get_or_init(|| CachePadded::new(ArrayQueue::new(self.per_stripe)))
+        self.stripes[stripe].get_or_init(|| Box::new(ArrayQueue::new(self.per_stripe)))
     }
 
     #[cfg(loom)]
@@ -304,7 +307,15 @@ mod loom_queues {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::Spares;
+    use super::{Spares, OWNED_STRIPES};
+
+    /// A pool carries a stripe it never used as a pointer and a flag, not
+    /// as a queue (a few hundred bytes with its padded head and tail).
+    #[test]
+    fn unused_stripes_are_small() {
+        let per_stripe = 2 * std::mem::size_of::<usize>();
+        assert!(std::mem::size_of::<Spares<u64>>() <= per_stripe * (OWNED_STRIPES + 2));
+    }
 
     /// A stripe keeps at most its bound and gives back the rest; what it
     /// keeps comes back in the order of its queue.
