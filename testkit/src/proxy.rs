@@ -112,7 +112,9 @@ impl Proxy {
     }
 
     /// Closes the listening socket: new connections are refused, open ones
-    /// keep working.
+    /// keep working. From the moment it returns, no new connection is
+    /// forwarded (one the kernel accepted before the listener closed is
+    /// closed at once).
     pub fn refuse(&self) {
         self.faults.send_modify(|f| f.refusing = true);
     }
@@ -189,6 +191,12 @@ async fn accept_loop(
             Some(l) => {
                 tokio::select! {
                     accepted = l.accept() => {
+                        // `refuse` returns before this task drops the
+                        // listener: a connection that arrived after it was
+                        // called is closed at once, never forwarded.
+                        if faults.borrow().refusing {
+                            continue;
+                        }
                         if let Ok((client, _)) = accepted {
                             counters.accepted.fetch_add(1, Ordering::SeqCst);
                             tokio::spawn(serve(client, upstream, faults.clone(), counters.clone()));
