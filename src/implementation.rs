@@ -182,10 +182,14 @@
 //! hold up) armed their own timers, and waits on another runtime armed
 //! theirs too.
 //!
-//! It bought nothing: in five A/B runs of 64 tasks on 16 (12 to 20
+//! It bought nothing: in six A/B runs of 64 tasks on 16 (12 to 20
 //! interleaved rounds each, paired ratios over the rounds where the VM
 //! stayed in one mode) its median ratio to the timer per wait was
-//! 0.98-1.03x, while `acquire_timeout(None)` was 1.13x in the same runs. The timer's own work went, but a wait still had to ask
+//! 0.95-1.03x, while `acquire_timeout(None)` was 1.12-1.13x in the same
+//! runs (a version with the deadline in an atomic of the record, which
+//! saved the `Arc::get_mut` that setting it had cost, was one of the
+//! 0.95x ones: the caller then copied the 1 KB acquire future on every
+//! acquire, which the timer-per-wait build does not). The timer's own work went, but a wait still had to ask
 //! which runtime it is on (the sweep task serves one runtime: one that is
 //! not driven, a current-thread runtime outside `block_on`, would leave
 //! waits of another runtime past their deadlines, and a paused clock is
