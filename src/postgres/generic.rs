@@ -155,106 +155,123 @@ where
 {
 }
 
+/// The query methods of [`GenericClient`], each a call to `$target`'s
+/// inherent method of the same name (through `Deref` for a pooled client).
+/// The statement's type parameter is `S`, a name no implementing type uses.
+macro_rules! delegate_queries {
+    ($target:ident) => {
+        async fn prepare(&self, query: &str) -> Result<Statement, Error> {
+            $target::prepare(self, query).await
+        }
+
+        async fn prepare_typed(&self, query: &str, types: &[Type]) -> Result<Statement, Error> {
+            $target::prepare_typed(self, query, types).await
+        }
+
+        async fn prepare_cached(&self, query: &str) -> Result<Statement, Error> {
+            $target::prepare_cached(self, query).await
+        }
+
+        async fn prepare_typed_cached(
+            &self,
+            query: &str,
+            types: &[Type],
+        ) -> Result<Statement, Error> {
+            $target::prepare_typed_cached(self, query, types).await
+        }
+
+        async fn query<S>(
+            &self,
+            statement: &S,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Vec<Row>, Error>
+        where
+            S: ?Sized + ToStatement + Sync,
+        {
+            $target::query(self, statement, params).await
+        }
+
+        async fn query_one<S>(
+            &self,
+            statement: &S,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Row, Error>
+        where
+            S: ?Sized + ToStatement + Sync,
+        {
+            $target::query_one(self, statement, params).await
+        }
+
+        async fn query_opt<S>(
+            &self,
+            statement: &S,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Option<Row>, Error>
+        where
+            S: ?Sized + ToStatement + Sync,
+        {
+            $target::query_opt(self, statement, params).await
+        }
+
+        async fn execute<S>(
+            &self,
+            statement: &S,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<u64, Error>
+        where
+            S: ?Sized + ToStatement + Sync,
+        {
+            $target::execute(self, statement, params).await
+        }
+
+        async fn query_cached(
+            &self,
+            query: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Vec<Row>, Error> {
+            $target::query_cached(self, query, params).await
+        }
+
+        async fn query_one_cached(
+            &self,
+            query: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Row, Error> {
+            $target::query_one_cached(self, query, params).await
+        }
+
+        async fn query_opt_cached(
+            &self,
+            query: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Option<Row>, Error> {
+            $target::query_opt_cached(self, query, params).await
+        }
+
+        async fn execute_cached(
+            &self,
+            query: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<u64, Error> {
+            $target::execute_cached(self, query, params).await
+        }
+
+        async fn simple_query(&self, query: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
+            $target::simple_query(self, query).await
+        }
+
+        async fn batch_execute(&self, query: &str) -> Result<(), Error> {
+            $target::batch_execute(self, query).await
+        }
+
+        async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
+            $target::transaction(self).await
+        }
+    };
+}
+
 impl GenericClient for Client {
-    async fn prepare(&self, query: &str) -> Result<Statement, Error> {
-        Client::prepare(self, query).await
-    }
-
-    async fn prepare_typed(&self, query: &str, types: &[Type]) -> Result<Statement, Error> {
-        Client::prepare_typed(self, query, types).await
-    }
-
-    async fn prepare_cached(&self, query: &str) -> Result<Statement, Error> {
-        Client::prepare_cached(self, query).await
-    }
-
-    async fn prepare_typed_cached(&self, query: &str, types: &[Type]) -> Result<Statement, Error> {
-        Client::prepare_typed_cached(self, query, types).await
-    }
-
-    async fn query<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, Error>
-    where
-        T: ?Sized + ToStatement + Sync,
-    {
-        Client::query(self, statement, params).await
-    }
-
-    async fn query_one<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, Error>
-    where
-        T: ?Sized + ToStatement + Sync,
-    {
-        Client::query_one(self, statement, params).await
-    }
-
-    async fn query_opt<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, Error>
-    where
-        T: ?Sized + ToStatement + Sync,
-    {
-        Client::query_opt(self, statement, params).await
-    }
-
-    async fn execute<T>(&self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error>
-    where
-        T: ?Sized + ToStatement + Sync,
-    {
-        Client::execute(self, statement, params).await
-    }
-
-    async fn query_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, Error> {
-        Client::query_cached(self, query, params).await
-    }
-
-    async fn query_one_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, Error> {
-        Client::query_one_cached(self, query, params).await
-    }
-
-    async fn query_opt_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, Error> {
-        Client::query_opt_cached(self, query, params).await
-    }
-
-    async fn execute_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, Error> {
-        Client::execute_cached(self, query, params).await
-    }
-
-    async fn simple_query(&self, query: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-        Client::simple_query(self, query).await
-    }
-
-    async fn batch_execute(&self, query: &str) -> Result<(), Error> {
-        Client::batch_execute(self, query).await
-    }
-
-    async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
-        Client::transaction(self).await
-    }
+    delegate_queries!(Client);
 
     fn client(&self) -> &tokio_postgres::Client {
         Client::client(self)
@@ -262,105 +279,7 @@ impl GenericClient for Client {
 }
 
 impl GenericClient for Transaction<'_> {
-    async fn prepare(&self, query: &str) -> Result<Statement, Error> {
-        Transaction::prepare(self, query).await
-    }
-
-    async fn prepare_typed(&self, query: &str, types: &[Type]) -> Result<Statement, Error> {
-        Transaction::prepare_typed(self, query, types).await
-    }
-
-    async fn prepare_cached(&self, query: &str) -> Result<Statement, Error> {
-        Transaction::prepare_cached(self, query).await
-    }
-
-    async fn prepare_typed_cached(&self, query: &str, types: &[Type]) -> Result<Statement, Error> {
-        Transaction::prepare_typed_cached(self, query, types).await
-    }
-
-    async fn query<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, Error>
-    where
-        T: ?Sized + ToStatement + Sync,
-    {
-        Transaction::query(self, statement, params).await
-    }
-
-    async fn query_one<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, Error>
-    where
-        T: ?Sized + ToStatement + Sync,
-    {
-        Transaction::query_one(self, statement, params).await
-    }
-
-    async fn query_opt<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, Error>
-    where
-        T: ?Sized + ToStatement + Sync,
-    {
-        Transaction::query_opt(self, statement, params).await
-    }
-
-    async fn execute<T>(&self, statement: &T, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error>
-    where
-        T: ?Sized + ToStatement + Sync,
-    {
-        Transaction::execute(self, statement, params).await
-    }
-
-    async fn query_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, Error> {
-        Transaction::query_cached(self, query, params).await
-    }
-
-    async fn query_one_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, Error> {
-        Transaction::query_one_cached(self, query, params).await
-    }
-
-    async fn query_opt_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, Error> {
-        Transaction::query_opt_cached(self, query, params).await
-    }
-
-    async fn execute_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, Error> {
-        Transaction::execute_cached(self, query, params).await
-    }
-
-    async fn simple_query(&self, query: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-        Transaction::simple_query(self, query).await
-    }
-
-    async fn batch_execute(&self, query: &str) -> Result<(), Error> {
-        Transaction::batch_execute(self, query).await
-    }
-
-    async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
-        Transaction::transaction(self).await
-    }
+    delegate_queries!(Transaction);
 
     fn client(&self) -> &tokio_postgres::Client {
         std::ops::Deref::deref(self).client()
@@ -374,105 +293,7 @@ where
     T::TlsConnect: Send + Sync,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
-    async fn prepare(&self, query: &str) -> Result<Statement, Error> {
-        Client::prepare(self, query).await
-    }
-
-    async fn prepare_typed(&self, query: &str, types: &[Type]) -> Result<Statement, Error> {
-        Client::prepare_typed(self, query, types).await
-    }
-
-    async fn prepare_cached(&self, query: &str) -> Result<Statement, Error> {
-        Client::prepare_cached(self, query).await
-    }
-
-    async fn prepare_typed_cached(&self, query: &str, types: &[Type]) -> Result<Statement, Error> {
-        Client::prepare_typed_cached(self, query, types).await
-    }
-
-    async fn query<S>(
-        &self,
-        statement: &S,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, Error>
-    where
-        S: ?Sized + ToStatement + Sync,
-    {
-        Client::query(self, statement, params).await
-    }
-
-    async fn query_one<S>(
-        &self,
-        statement: &S,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, Error>
-    where
-        S: ?Sized + ToStatement + Sync,
-    {
-        Client::query_one(self, statement, params).await
-    }
-
-    async fn query_opt<S>(
-        &self,
-        statement: &S,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, Error>
-    where
-        S: ?Sized + ToStatement + Sync,
-    {
-        Client::query_opt(self, statement, params).await
-    }
-
-    async fn execute<S>(&self, statement: &S, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error>
-    where
-        S: ?Sized + ToStatement + Sync,
-    {
-        Client::execute(self, statement, params).await
-    }
-
-    async fn query_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, Error> {
-        Client::query_cached(self, query, params).await
-    }
-
-    async fn query_one_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, Error> {
-        Client::query_one_cached(self, query, params).await
-    }
-
-    async fn query_opt_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, Error> {
-        Client::query_opt_cached(self, query, params).await
-    }
-
-    async fn execute_cached(
-        &self,
-        query: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, Error> {
-        Client::execute_cached(self, query, params).await
-    }
-
-    async fn simple_query(&self, query: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-        Client::simple_query(self, query).await
-    }
-
-    async fn batch_execute(&self, query: &str) -> Result<(), Error> {
-        Client::batch_execute(self, query).await
-    }
-
-    async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
-        Client::transaction(self).await
-    }
+    delegate_queries!(Client);
 
     fn client(&self) -> &tokio_postgres::Client {
         Client::client(self)
