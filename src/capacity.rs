@@ -66,6 +66,14 @@ use crate::sync::{Arc, AtomicU64, Ordering, Registered, SegQueue, StdArc};
 /// pool is closed to make room, once it has been idle for the
 /// [`idle_grace`](Self::idle_grace) period (zero by default: at once).
 ///
+/// A unit comes back when its pool drops the resource. A resource whose
+/// close finishes later, elsewhere, is still open for that moment: a
+/// PostgreSQL connection's socket is closed by its I/O task after the
+/// client is dropped, and its server backend exits after that, so while
+/// units move between pools the server may briefly count a closing
+/// backend beside the one that replaced it. Leave a little headroom below
+/// the server's own limit (`max_connections` less its reserved slots).
+///
 /// A cheap [`Clone`] handle; pass it to
 /// [`Builder::capacity`](crate::Builder::capacity) of every member pool.
 ///

@@ -1227,9 +1227,16 @@ async fn add_fails(db: &impl GenericClient) -> tokio_postgres::Error {
 }
 
 /// Three tenant pools (up to 4 connections each) under one budget of 5
-/// server connections: under load on every tenant the server never sees
-/// more than 5 of their backends, a busy tenant takes the connections of
-/// idle ones, and every acquire is served.
+/// server connections: under load on every tenant the pools never hold
+/// more than 5 connections, the server's count of their backends settles
+/// at no more than 5 once the load stops, a busy tenant takes the
+/// connections of idle ones, and every acquire is served.
+///
+/// While units move between tenants, the server may count a backend whose
+/// connection a pool already closed (its I/O task and the backend process
+/// end a moment after the unit came back) beside the one that replaced
+/// it: a sample during the load may exceed 5 by at most the connections
+/// closed so far, never by more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_pools_share_one_connection_budget() {
     let url = url_or_skip!();
@@ -1272,9 +1279,24 @@ async fn tenant_pools_share_one_connection_budget() {
             }));
         }
     }
-    let mut peak = 0;
+    let closed_so_far = || {
+        pools
+            .iter()
+            .map(|p| {
+                let d = p.status().discarded;
+                d.reclaimed + d.broken + d.expired + d.recycle_failed + d.cancelled + d.panicked
+            })
+            .sum::<u64>()
+    };
     while tasks.iter().any(|t| !t.is_finished()) {
-        peak = peak.max(count_all().await);
+        // Closed before the count, so every backend still exiting at the
+        // time of the count is in it.
+        let closed = closed_so_far();
+        let seen = count_all().await;
+        assert!(
+            seen <= 5 + closed as i64,
+            "{seen} backends for a budget of 5 with {closed} connections closed so far"
+        );
         assert!(budget.in_use() <= 5);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -1282,7 +1304,18 @@ async fn tenant_pools_share_one_connection_budget() {
         t.await.unwrap();
     }
     assert_eq!(served.load(Ordering::SeqCst), 3 * 6 * 10);
-    assert!(peak <= 5, "{peak} backends for a budget of 5");
+    // Backends of closed connections finish exiting; nothing else may be
+    // left above the budget.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut settled = count_all().await;
+    while settled > 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        settled = count_all().await;
+    }
+    assert!(
+        settled <= 5,
+        "{settled} backends for a budget of 5 after the load"
+    );
     assert_eq!(
         pools.iter().map(|p| p.status().size).sum::<usize>(),
         budget.in_use()
