@@ -94,7 +94,7 @@ impl Drop for TempDir {
 /// connections write at once).
 fn sqlite_manager(path: &str) -> DieselManager<SqliteConnection> {
     DieselManager::new(path)
-        .after_connect_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 20000;")
+        .after_connect_sql("PRAGMA busy_timeout = 20000; PRAGMA journal_mode = WAL;")
 }
 
 /// A database file with the `state` table.

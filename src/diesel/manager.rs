@@ -145,7 +145,7 @@ impl<C: Connection> Settings<C> {
 /// # let path = path.to_str().unwrap();
 /// let pool = DieselManager::<SqliteConnection>::new(path)
 ///     .recycling_method(RecyclingMethod::Verified)
-///     .after_connect_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
+///     .after_connect_sql("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")
 ///     .pool_builder()
 ///     .max_size(4)
 ///     .build()?;
@@ -303,6 +303,11 @@ impl<C> DieselManager<C> {
     /// search_path = app` or `PRAGMA busy_timeout = 5000`. A failure makes
     /// the create fail with [`DieselError::AfterConnect`] holding the
     /// [`diesel::result::Error`](::diesel::result::Error).
+    ///
+    /// On SQLite, set `busy_timeout` first: a statement before it that
+    /// needs a lock (`PRAGMA journal_mode = WAL` does, even on a database
+    /// already in WAL mode) fails at once with "database is locked" while
+    /// another connection writes, instead of waiting.
     pub fn after_connect_sql(self, sql: impl Into<String>) -> Self
     where
         C: Connection,

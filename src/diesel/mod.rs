@@ -47,7 +47,7 @@
 //! # let path = dir.join("app.db");
 //! # let database_url = path.to_str().unwrap();
 //! let pool = DieselManager::<SqliteConnection>::new(database_url)
-//!     .after_connect_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
+//!     .after_connect_sql("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")
 //!     .pool_builder()
 //!     .max_size(4)
 //!     .build()?;
