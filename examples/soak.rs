@@ -352,9 +352,9 @@ async fn soak(url: String, minutes: u64, seed: u64) -> bool {
                         "cut all connections"
                     }
                     3 => {
-                        proxy.refuse();
+                        proxy.refuse().await;
                         tokio::time::sleep(Duration::from_secs(3)).await;
-                        proxy.accept();
+                        proxy.accept().await;
                         "refuse new connections 3 s"
                     }
                     _ => {
@@ -469,7 +469,7 @@ async fn soak(url: String, minutes: u64, seed: u64) -> bool {
     stop_faults.store(true, Ordering::SeqCst);
     let _ = injector.await;
     proxy.unstall();
-    proxy.accept();
+    proxy.accept().await;
     proxy.set_latency(Duration::ZERO);
 
     let late = stats.late.load(Ordering::SeqCst);

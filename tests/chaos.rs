@@ -611,7 +611,7 @@ async fn s4_new_connections_refused() {
     assert_eq!(pool.status().size, 8);
     let old_created = counters.created();
 
-    proxy.refuse();
+    proxy.refuse().await;
     let load = Load::start(
         &pool,
         LoadConfig {
@@ -642,7 +642,7 @@ async fn s4_new_connections_refused() {
         0,
         "an established connection was lost while new ones were refused"
     );
-    proxy.accept();
+    proxy.accept().await;
     let accepted_at = load.stats.now();
     // Grows back to max_size.
     let mut grown = None;

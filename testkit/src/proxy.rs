@@ -51,6 +51,8 @@ struct Counters {
 pub struct Proxy {
     addr: SocketAddr,
     faults: watch::Sender<Faults>,
+    /// Whether the accept loop holds a listening socket.
+    listening: watch::Receiver<bool>,
     counters: Arc<Counters>,
     task: JoinHandle<()>,
 }
@@ -63,17 +65,20 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (faults, rx) = watch::channel(Faults::default());
+        let (listening_tx, listening) = watch::channel(true);
         let counters = Arc::new(Counters::default());
         let task = tokio::spawn(accept_loop(
             Some(listener),
             addr,
             upstream,
             rx,
+            listening_tx,
             counters.clone(),
         ));
         Ok(Proxy {
             addr,
             faults,
+            listening,
             counters,
             task,
         })
@@ -112,16 +117,38 @@ impl Proxy {
     }
 
     /// Closes the listening socket: new connections are refused, open ones
-    /// keep working. From the moment it returns, no new connection is
-    /// forwarded (one the kernel accepted before the listener closed is
-    /// closed at once).
-    pub fn refuse(&self) {
+    /// keep working. It returns once the socket is closed, so every connect
+    /// that starts after it gets `ECONNREFUSED` (one the kernel accepted
+    /// while it ran is closed at once, never forwarded).
+    pub async fn refuse(&self) {
         self.faults.send_modify(|f| f.refusing = true);
+        self.wait_listening(false).await;
     }
 
-    /// Listens again on the same port after [`refuse`](Self::refuse).
-    pub fn accept(&self) {
+    /// Listens again on the same port after [`refuse`](Self::refuse);
+    /// returns once it does.
+    pub async fn accept(&self) {
         self.faults.send_modify(|f| f.refusing = false);
+        self.wait_listening(true).await;
+    }
+
+    /// Waits until the accept loop has (or has not) a listening socket.
+    ///
+    /// # Panics
+    ///
+    /// If that takes over 5 s (the port could not be bound again).
+    async fn wait_listening(&self, listening: bool) {
+        let mut state = self.listening.clone();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(5),
+            state.wait_for(|&now| now == listening),
+        )
+        .await;
+        assert!(
+            waited.is_ok(),
+            "proxy: the listening socket did not {} within 5 s",
+            if listening { "open again" } else { "close" }
+        );
     }
 
     /// Connections currently forwarded.
@@ -164,6 +191,7 @@ async fn accept_loop(
     addr: SocketAddr,
     upstream: SocketAddr,
     mut faults: watch::Receiver<Faults>,
+    listening: watch::Sender<bool>,
     counters: Arc<Counters>,
 ) {
     loop {
@@ -187,13 +215,18 @@ async fn accept_loop(
                 }
             }
         }
+        listening.send_if_modified(|now| {
+            let changed = *now != listener.is_some();
+            *now = listener.is_some();
+            changed
+        });
         match &listener {
             Some(l) => {
                 tokio::select! {
                     accepted = l.accept() => {
-                        // `refuse` returns before this task drops the
-                        // listener: a connection that arrived after it was
-                        // called is closed at once, never forwarded.
+                        // A connection that arrived after `refuse` was
+                        // called, before this task dropped the listener, is
+                        // closed at once, never forwarded.
                         if faults.borrow().refusing {
                             continue;
                         }
