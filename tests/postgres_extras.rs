@@ -1263,6 +1263,20 @@ async fn tenant_pools_share_one_connection_budget() {
         }
         n
     };
+    // The count once backends of closed connections finished exiting (at
+    // most 5 s): the first at or below `at_most`, else the last seen.
+    let settled_to = |at_most: i64| {
+        let count_all = &count_all;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut n = count_all().await;
+            while n > at_most && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                n = count_all().await;
+            }
+            n
+        }
+    };
 
     // Every tenant busy at once.
     let served = Arc::new(AtomicUsize::new(0));
@@ -1289,10 +1303,10 @@ async fn tenant_pools_share_one_connection_budget() {
             .sum::<u64>()
     };
     while tasks.iter().any(|t| !t.is_finished()) {
-        // Closed before the count, so every backend still exiting at the
-        // time of the count is in it.
-        let closed = closed_so_far();
+        // Closed after the count, so every connection whose backend the
+        // count may still have seen exiting is in it.
         let seen = count_all().await;
+        let closed = closed_so_far();
         assert!(
             seen <= 5 + closed as i64,
             "{seen} backends for a budget of 5 with {closed} connections closed so far"
@@ -1306,12 +1320,7 @@ async fn tenant_pools_share_one_connection_budget() {
     assert_eq!(served.load(Ordering::SeqCst), 3 * 6 * 10);
     // Backends of closed connections finish exiting; nothing else may be
     // left above the budget.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut settled = count_all().await;
-    while settled > 5 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        settled = count_all().await;
-    }
+    let settled = settled_to(5).await;
     assert!(
         settled <= 5,
         "{settled} backends for a budget of 5 after the load"
@@ -1332,9 +1341,5 @@ async fn tenant_pools_share_one_connection_budget() {
         p.close();
     }
     assert_eq!(budget.in_use(), 0);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while count_all().await > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(count_all().await, 0, "every connection closed");
+    assert_eq!(settled_to(0).await, 0, "every connection closed");
 }
