@@ -610,6 +610,7 @@ async fn s4_new_connections_refused() {
     drop(warm);
     assert_eq!(pool.status().size, 8);
     let old_created = counters.created();
+    let old_accepted = proxy.accepted();
 
     proxy.refuse().await;
     let load = Load::start(
@@ -635,7 +636,9 @@ async fn s4_new_connections_refused() {
     assert_eq!(
         counters.created(),
         old_created,
-        "a connection was created while the port was closed"
+        "a connection was created while the port was closed (the proxy accepted {} since refuse was called; {} connections dropped; {status_refused:?})",
+        proxy.accepted() - old_accepted,
+        counters.dropped(),
     );
     assert_eq!(
         counters.dropped(),
