@@ -230,6 +230,8 @@ pub(crate) fn start_tasks_at_build() -> bool {
 }
 
 /// Whether [`spawn`] would start a task here.
+// Its callers (upkeep, background creates) are not built under loom.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn can_spawn() -> bool {
     tokio_rt::current().is_some() || smol_rt::PRESENT.is_some()
 }
@@ -238,6 +240,7 @@ pub(crate) fn can_spawn() -> bool {
 /// runtime, else on smol's global executor. `false` (and `task` dropped)
 /// where there is neither: with `tokio` alone outside a runtime, or without
 /// a runtime feature.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn spawn<F>(task: F) -> bool
 where
     F: Future<Output = ()> + Send + 'static,
